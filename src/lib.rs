@@ -1,0 +1,5 @@
+//! runbook: a declarative runbook language and its interpreter.
+//!
+//! The pipeline is the layout: `syntax` (text → AST with spans) → `ir` (resolved,
+//! typed) → `check` (diagnostics) → `plan` → `run` → `record`, with `agents`,
+//! `workspace` and `cli` beside them. Data flows one way.
