@@ -3,3 +3,10 @@
 //! The pipeline is the layout: `syntax` (text → AST with spans) → `ir` (resolved,
 //! typed) → `check` (diagnostics) → `plan` → `run` → `record`, with `agents`,
 //! `workspace` and `cli` beside them. Data flows one way.
+
+pub mod check;
+pub mod cli;
+pub mod diagnostic;
+pub mod ir;
+pub mod stdlib;
+pub mod syntax;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `runbook` binary.
+
+fn main() {
+    std::process::exit(runbook::cli::main());
+}

@@ -1,0 +1,332 @@
+//! Template rules: every prompt, `sh` line, `until`, `when`, `ask` and rollback command
+//! must compile, and may only read names that exist when it renders: declared params,
+//! and `steps.X` of steps guaranteed to finish first.
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::{NodeId, NodeKind, Runbook, Template};
+use crate::syntax::source::SourceMap;
+use std::collections::HashSet;
+
+/// What the templates refer to, for the unused-declaration warnings.
+#[derive(Debug, Default)]
+pub struct References {
+    /// Params some template reads.
+    pub params: HashSet<String>,
+}
+
+/// The roots of the template context.
+pub const ROOTS: &[&str] = &["params", "steps", "run", "attempt", "feedback", "runbook"];
+
+/// Where a template renders, which decides what it may read.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Inside a step or checkpoint: `steps.X` must be an ancestor.
+    Node(NodeId),
+    /// In a rollback block: anything declared (it renders after the run).
+    Rollback,
+}
+
+/// Compiles and resolves every template of `runbook`.
+pub fn check(
+    runbook: &Runbook,
+    map: &SourceMap,
+    acyclic: bool,
+    out: &mut Vec<Diagnostic>,
+) -> References {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let mut checker = Checker {
+        runbook,
+        map,
+        env,
+        acyclic,
+        references: References::default(),
+        out,
+        ancestors: None,
+    };
+    for (i, node) in runbook.nodes.iter().enumerate() {
+        let id = NodeId(i as u32);
+        checker.ancestors = None;
+        let scope = Scope::Node(id);
+        match &node.kind {
+            NodeKind::Step(step) => {
+                for t in step.prompt.iter().chain(&step.sh).chain(step.when.iter()) {
+                    checker.template(t, scope);
+                }
+                if let Some(until) = &step.until {
+                    checker.template(&until.command, scope);
+                }
+                if let Some(rb) = &step.rollback {
+                    for t in &rb.sh {
+                        checker.template(t, Scope::Rollback);
+                    }
+                }
+            }
+            NodeKind::Checkpoint(cp) => {
+                if let Some(ask) = &cp.ask {
+                    checker.template(ask, scope);
+                }
+            }
+        }
+    }
+    for rb in runbook
+        .phases
+        .iter()
+        .filter_map(|p| p.rollback.as_ref())
+        .chain(&runbook.rollback)
+    {
+        for t in &rb.sh {
+            checker.template(t, Scope::Rollback);
+        }
+    }
+    checker.references
+}
+
+struct Checker<'a> {
+    runbook: &'a Runbook,
+    map: &'a SourceMap,
+    env: minijinja::Environment<'static>,
+    acyclic: bool,
+    references: References,
+    out: &'a mut Vec<Diagnostic>,
+    ancestors: Option<Vec<bool>>,
+}
+
+impl Checker<'_> {
+    fn template(&mut self, t: &Template, scope: Scope) {
+        if t.is_static() {
+            return;
+        }
+        let variables = if t.expression {
+            match self.env.compile_expression(&t.text) {
+                Ok(e) => e.undeclared_variables(true),
+                Err(e) => return self.syntax_error(t, &e),
+            }
+        } else {
+            match self.env.template_from_str(&t.text) {
+                Ok(tmpl) => tmpl.undeclared_variables(true),
+                Err(e) => return self.syntax_error(t, &e),
+            }
+        };
+        let mut variables: Vec<String> = variables.into_iter().collect();
+        variables.sort();
+        for v in variables {
+            self.variable(t, &v, scope);
+        }
+    }
+
+    fn syntax_error(&mut self, t: &Template, e: &minijinja::Error) {
+        let location = match (e.range(), e.line()) {
+            (Some(range), _) => t.location_of(range),
+            (None, Some(line)) => {
+                let start: usize = t
+                    .text
+                    .split('\n')
+                    .take(line.saturating_sub(1))
+                    .map(|l| l.len() + 1)
+                    .sum();
+                let end = t.text[start.min(t.text.len())..]
+                    .find('\n')
+                    .map_or(t.text.len(), |e| start + e);
+                t.location_of(start.min(t.text.len())..end)
+            }
+            _ => t.location,
+        };
+        let detail = e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.kind().to_string());
+        let what = if t.expression {
+            "expression"
+        } else {
+            "template"
+        };
+        self.out.push(
+            Diagnostic::error("E0301", location, format!("{what} syntax error: {detail}"))
+                .with_label("here")
+                .with_help("templates use minijinja syntax: {{ params.NAME }}, {% if … %}…{% endif %}; write {{ '{{' }} for a literal brace pair"),
+        );
+    }
+
+    /// Where `path` (a dotted reference) is written in the template.
+    fn place(&self, t: &Template, path: &str) -> crate::syntax::source::Location {
+        let mut prefix = path;
+        loop {
+            if let Some(at) = find_reference(&t.text, prefix) {
+                return t.location_of(at..at + prefix.len());
+            }
+            match prefix.rfind('.') {
+                Some(dot) => prefix = &prefix[..dot],
+                None => return t.location,
+            }
+        }
+    }
+
+    fn variable(&mut self, t: &Template, path: &str, scope: Scope) {
+        let parts: Vec<&str> = path.split('.').collect();
+        let root = parts[0];
+        let at = self.place(t, path);
+        match root {
+            "params" => {
+                let Some(name) = parts.get(1) else { return };
+                self.references.params.insert(name.to_string());
+                if !self.runbook.params.iter().any(|p| p.name == *name) {
+                    let known: Vec<&str> = self
+                        .runbook
+                        .params
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect();
+                    self.out.push(
+                        Diagnostic::error("E0104", at, format!("unknown param `{name}`"))
+                            .with_label("not declared")
+                            .with_help(match closest(name, &known) {
+                                Some(s) => format!("did you mean `params.{s}`?"),
+                                None => format!("declare it: param {name}: string"),
+                            }),
+                    );
+                }
+            }
+            "steps" => self.step_reference(t, &parts, at, scope),
+            "run" => self.attribute(at, path, &parts, &["id", "dir"]),
+            "runbook" => self.attribute(at, path, &parts, &["name", "version", "title"]),
+            "attempt" | "feedback" => {}
+            _ => {
+                let mut d =
+                    Diagnostic::error("E0108", at, format!("unknown template variable `{root}`"))
+                        .with_label("not in the template context");
+                d = d.with_help(match closest(root, ROOTS) {
+                    Some(s) => format!("did you mean `{s}`? The context holds params, steps, run, attempt, feedback and runbook"),
+                    None => "the context holds params.NAME, steps.NAME.output/files/status, run.id, run.dir, attempt, feedback, runbook.name and runbook.version".into(),
+                });
+                self.out.push(d);
+            }
+        }
+    }
+
+    fn attribute(
+        &mut self,
+        at: crate::syntax::source::Location,
+        path: &str,
+        parts: &[&str],
+        known: &[&str],
+    ) {
+        if let Some(attr) = parts.get(1) {
+            if !known.contains(attr) {
+                self.out.push(
+                    Diagnostic::error("E0108", at, format!("unknown template variable `{path}`"))
+                        .with_label("no such attribute")
+                        .with_help(format!("`{}` has {}", parts[0], known.join(", "))),
+                );
+            }
+        }
+    }
+
+    fn step_reference(
+        &mut self,
+        _t: &Template,
+        parts: &[&str],
+        at: crate::syntax::source::Location,
+        scope: Scope,
+    ) {
+        let Some(name) = parts.get(1) else { return };
+        let Some(target) = self.runbook.node_named(name) else {
+            let known: Vec<&str> = self.runbook.nodes.iter().map(|n| n.name.as_str()).collect();
+            self.out.push(
+                Diagnostic::error("E0102", at, format!("unknown step `{name}`"))
+                    .with_label("no step has this name")
+                    .with_help(match closest(name, &known) {
+                        Some(s) => format!("did you mean `steps.{s}`?"),
+                        None => "steps.NAME reads a step declared in this runbook".into(),
+                    }),
+            );
+            return;
+        };
+        if let Some(attr) = parts.get(2) {
+            if !["output", "files", "status"].contains(attr) {
+                self.out.push(
+                    Diagnostic::error(
+                        "E0108",
+                        at,
+                        format!("unknown template variable `steps.{name}.{attr}`"),
+                    )
+                    .with_label("no such attribute")
+                    .with_help("a step has output, files and status"),
+                );
+            }
+        }
+        let Scope::Node(reader) = scope else { return };
+        if !self.acyclic {
+            return;
+        }
+        let reader_node = self.runbook.node(reader);
+        if target == reader {
+            self.out.push(
+                Diagnostic::error("E0202", at, format!("`{name}` reads its own result"))
+                    .with_label("not known while it runs")
+                    .with_help("use `feedback` for the previous attempt's check output"),
+            );
+            return;
+        }
+        let ancestors = self
+            .ancestors
+            .get_or_insert_with(|| self.runbook.graph.ancestors(reader));
+        let ix = self.runbook.graph.index(target).index();
+        if !ancestors[ix] {
+            let t = self.runbook.node(target);
+            self.out.push(
+                Diagnostic::error(
+                    "E0202",
+                    at,
+                    format!("`{}` reads `steps.{name}`, but `{name}` is not guaranteed to finish before it (a race)", reader_node.name),
+                )
+                .with_label("may not have run yet")
+                .with_secondary(t.location, format!("`{name}` is declared here"))
+                .with_help(format!("add `after {name}` to `{}`, or move it to a later phase", reader_node.name)),
+            );
+        }
+        let _ = self.map;
+    }
+}
+
+/// The offset of `path` written as a reference (not as part of a longer name).
+fn find_reference(text: &str, path: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(path) {
+        let at = from + pos;
+        let before = text[..at].chars().next_back();
+        let after = text[at + path.len()..].chars().next();
+        let boundary = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if boundary(before) && before != Some('.') && boundary(after) {
+            return Some(at);
+        }
+        from = at + path.len();
+    }
+    None
+}
+
+fn closest<'a>(wanted: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim(wanted, k), *k))
+        .filter(|(d, k)| *d <= 2.max(wanted.len() / 3) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn strsim(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,97 @@
+//! Warnings for declarations nothing uses: agents, params, secrets and imports.
+
+use super::templates::References;
+use crate::diagnostic::Diagnostic;
+use crate::ir::{AgentId, Runbook};
+
+/// W0001–W0004.
+pub fn check(runbook: &Runbook, references: &References) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    // An agent is used when a step runs it, or when a used agent narrows it.
+    let mut used = vec![false; runbook.agents.len()];
+    for node in &runbook.nodes {
+        if let Some(step) = node.step() {
+            let mut at = step.agent;
+            while let Some(AgentId(i)) = at {
+                if used[i as usize] {
+                    break;
+                }
+                used[i as usize] = true;
+                at = runbook.agents[i as usize].uses;
+            }
+        }
+    }
+    for (i, agent) in runbook.agents.iter().enumerate() {
+        if agent.local && !used[i] {
+            out.push(
+                Diagnostic::warning(
+                    "W0001",
+                    agent.location,
+                    format!("agent `{}` is never used", agent.name),
+                )
+                .with_label("no step runs it")
+                .with_help(format!(
+                    "give a step `by {}`, or remove the agent",
+                    agent.name
+                )),
+            );
+        }
+    }
+    for param in &runbook.params {
+        if !references.params.contains(&param.name) {
+            out.push(
+                Diagnostic::warning(
+                    "W0002",
+                    param.location,
+                    format!("param `{}` is never used", param.name),
+                )
+                .with_label("no template reads it")
+                .with_help(format!(
+                    "read it as {{{{ params.{} }}}}, or remove it",
+                    param.name
+                )),
+            );
+        }
+    }
+    for secret in &runbook.secrets {
+        let passed = runbook
+            .agents
+            .iter()
+            .enumerate()
+            .any(|(i, a)| used[i] && a.permissions.env.value.contains(&secret.name));
+        if !passed {
+            out.push(
+                Diagnostic::warning(
+                    "W0003",
+                    secret.location,
+                    format!("secret `{}` is passed to no agent that runs", secret.name),
+                )
+                .with_label("never passed")
+                .with_help(format!(
+                    "list it in the `env` of the agent that needs it: env [{}]",
+                    secret.name
+                )),
+            );
+        }
+    }
+    for (alias, location) in &runbook.imports {
+        let prefix = format!("{alias}.");
+        let any = runbook
+            .agents
+            .iter()
+            .enumerate()
+            .any(|(i, a)| used[i] && a.name.starts_with(&prefix));
+        if !any {
+            out.push(
+                Diagnostic::warning(
+                    "W0004",
+                    *location,
+                    format!("nothing from import `{alias}` is used"),
+                )
+                .with_label("unused import")
+                .with_help("remove the import, or use one of its agents"),
+            );
+        }
+    }
+    out
+}

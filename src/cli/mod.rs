@@ -1,0 +1,55 @@
+//! The command line: argument parsing and one module per subcommand. This is the edge
+//! where stage errors become messages and exit codes.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the runbook has errors, or the run failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad usage or unreadable input.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "runbook", version, about = "Declarative runbooks for agent-driven changes: check, plan and run them", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check runbooks for errors (names, cycles, races, templates, permissions, policy).
+    Check(check::Args),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::run(args),
+    }
+}
+
+/// Whether to color output written to stderr.
+pub fn color_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// The root of the git repository containing `dir`, if any.
+pub fn repository_root(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(std::path::Path::to_path_buf)
+}

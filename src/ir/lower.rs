@@ -1,0 +1,1721 @@
+//! AST → IR: loads imports and prompt files, resolves names to ids, types values and
+//! flattens `uses` chains. Every problem found on the way becomes a diagnostic and
+//! lowering goes on, so that one run of `runbook check` reports as much as it can.
+
+use super::load;
+use super::pattern::{Pattern, PatternKind};
+use super::value::{parse_duration, DurationValue, ParamType, Value, DURATION_HELP};
+use super::*;
+use crate::diagnostic::Diagnostic;
+use crate::syntax::ast;
+use crate::syntax::source::{FileId, Location, SourceMap, Span};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The result of lowering one file.
+#[derive(Debug)]
+pub struct Lowered {
+    /// The runbook, when the file is one and it could be built.
+    pub runbook: Option<Runbook>,
+    /// What was found wrong.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads, parses and lowers the file at `path`. `Err` is a file that cannot be read.
+pub fn lower_path(
+    map: &mut SourceMap,
+    path: &Path,
+    name: String,
+) -> Result<Lowered, load::ReadError> {
+    let (file, problem) = load::read(map, path, name)?;
+    if let Some(d) = problem {
+        return Ok(Lowered {
+            runbook: None,
+            diagnostics: vec![d],
+        });
+    }
+    Ok(lower_file(map, file))
+}
+
+/// Parses and lowers a file already in `map`.
+pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
+    let text = map.get(file).text.clone();
+    let parsed = match crate::syntax::parse(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let mut d = Diagnostic::error("E0001", Location { file, span: e.span }, e.message)
+                .with_label("here");
+            if let Some(help) = e.help {
+                d = d.with_help(help);
+            }
+            return Lowered {
+                runbook: None,
+                diagnostics: vec![d],
+            };
+        }
+    };
+    let mut lowerer = Lowerer::new(map, file);
+    let runbook = match &parsed {
+        ast::File::Runbook(r) => lowerer.runbook(r),
+        ast::File::Module(m) => {
+            lowerer.module(m, file, "");
+            None
+        }
+        ast::File::Policy(p) => {
+            lowerer.policy_fields(p, file);
+            None
+        }
+    };
+    Lowered {
+        runbook,
+        diagnostics: lowerer.diagnostics,
+    }
+}
+
+fn loc(file: FileId, span: Span) -> Location {
+    Location { file, span }
+}
+
+/// Names close to `wanted`, for "did you mean" help.
+fn suggest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
+    known
+        .map(|k| (distance(wanted, k), k))
+        .filter(|(d, k)| *d <= 2.max(wanted.len() / 3) && *d < k.len().max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string())
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn known_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = names.collect();
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        return "none is declared".into();
+    }
+    let shown: Vec<String> = v.iter().take(12).map(|n| format!("`{n}`")).collect();
+    let more = if v.len() > 12 { ", …" } else { "" };
+    format!("known: {}{more}", shown.join(", "))
+}
+
+struct Lowerer<'m> {
+    map: &'m mut SourceMap,
+    root: FileId,
+    diagnostics: Vec<Diagnostic>,
+    agents: Vec<Agent>,
+    sources: Vec<SourceRef>,
+    /// Canonical paths of the modules being imported, for cycle detection.
+    import_stack: Vec<PathBuf>,
+    /// Agents exported by each module already lowered.
+    modules: HashMap<PathBuf, Vec<(String, AgentId)>>,
+}
+
+impl<'m> Lowerer<'m> {
+    fn new(map: &'m mut SourceMap, root: FileId) -> Self {
+        let root_location = loc(root, Span::new(0, 0));
+        let everything = |kind| {
+            vec![Pattern::new(
+                if kind == PatternKind::Path { "**" } else { "*" },
+                kind,
+                root_location,
+            )
+            .expect("builtin patterns compile")]
+        };
+        let shell = Agent {
+            name: "shell".into(),
+            location: root_location,
+            uses: None,
+            kind: AgentKind::Shell,
+            permissions: Permissions {
+                read: Setting {
+                    value: everything(PatternKind::Path),
+                    own: None,
+                },
+                write: Setting {
+                    value: everything(PatternKind::Path),
+                    own: None,
+                },
+                exec: Setting {
+                    value: everything(PatternKind::Name),
+                    own: None,
+                },
+                network: Setting {
+                    value: Network::On,
+                    own: None,
+                },
+                mcp: Setting {
+                    value: everything(PatternKind::Name),
+                    own: None,
+                },
+                env: Setting {
+                    value: Vec::new(),
+                    own: None,
+                },
+            },
+            timeout: None,
+            local: false,
+        };
+        let root_path = map.get(root).path.clone();
+        Lowerer {
+            map,
+            root,
+            diagnostics: Vec::new(),
+            agents: vec![shell],
+            sources: vec![SourceRef {
+                file: root,
+                role: SourceRole::Runbook,
+            }],
+            import_stack: vec![canonical(&root_path)],
+            modules: HashMap::new(),
+        }
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        location: Location,
+        message: String,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::error(code, location, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn text_of(&self, location: Location) -> String {
+        self.map.get(location.file).text[location.span.range()].to_string()
+    }
+
+    // ---- values -------------------------------------------------------------
+
+    fn duration(&mut self, file: FileId, token: &ast::Token, what: &str) -> Option<DurationValue> {
+        match parse_duration(&token.text) {
+            Ok(d) if d.duration.is_zero() && what == "timeout" => {
+                self.error(
+                    "E0501",
+                    loc(file, token.span),
+                    format!("a {what} of `{}` never lets anything run", token.text),
+                )
+                .label = "zero".into();
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                let d = self.error(
+                    "E0501",
+                    loc(file, token.span),
+                    format!("invalid {what} `{}`: {e}", token.text),
+                );
+                d.label = "not a duration".into();
+                d.help = Some(DURATION_HELP.into());
+                None
+            }
+        }
+    }
+
+    fn literal_value(&mut self, file: FileId, lit: &ast::Literal) -> Option<Value> {
+        Some(match lit {
+            ast::Literal::Str(s) => Value::String(s.value.clone()),
+            ast::Literal::Bool(b, _) => Value::Bool(*b),
+            ast::Literal::Name(i) => Value::String(i.name.clone()),
+            ast::Literal::Number(t) => match t.text.parse::<i64>() {
+                Ok(i) => Value::Int(i),
+                Err(_) => match parse_duration(&t.text) {
+                    Ok(d) => Value::Duration(d),
+                    Err(e) => {
+                        let d = self.error(
+                            "E0501",
+                            loc(file, t.span),
+                            format!("`{}` is neither a number nor a duration: {e}", t.text),
+                        );
+                        d.help = Some(DURATION_HELP.into());
+                        return None;
+                    }
+                },
+            },
+            ast::Literal::List(l) => {
+                let mut items = Vec::new();
+                for item in &l.items {
+                    items.push(self.literal_value(file, item)?);
+                }
+                Value::List(items)
+            }
+        })
+    }
+
+    fn strings(&mut self, file: FileId, list: &ast::List, what: &str) -> Vec<(String, Location)> {
+        let mut out = Vec::new();
+        for item in &list.items {
+            match item {
+                ast::Literal::Str(s) => out.push((s.value.clone(), loc(file, s.span))),
+                ast::Literal::Name(i) => out.push((i.name.clone(), loc(file, i.span))),
+                other => {
+                    let text = self.text_of(loc(file, other.span()));
+                    let d = self.error(
+                        "E0509",
+                        loc(file, other.span()),
+                        format!("`{text}` is not a valid {what}"),
+                    );
+                    d.label = "expected a string".into();
+                    d.help = Some(format!("quote it: \"{text}\""));
+                }
+            }
+        }
+        out
+    }
+
+    fn patterns(
+        &mut self,
+        file: FileId,
+        list: &ast::List,
+        kind: PatternKind,
+        what: &str,
+    ) -> Vec<Pattern> {
+        let mut out = Vec::new();
+        for (text, location) in self.strings(file, list, what) {
+            match Pattern::new(&text, kind, location) {
+                Ok(p) => out.push(p),
+                Err(e) => {
+                    let d = self.error("E0405", location, format!("invalid pattern `{text}`: {e}"));
+                    d.label = "not a valid glob".into();
+                    d.help = Some("globs use `*` within a directory, `**` across directories, `?`, `[abc]` and `{a,b}`".into());
+                }
+            }
+        }
+        out
+    }
+
+    fn template(&mut self, file: FileId, s: &ast::Str) -> Template {
+        Template {
+            text: s.value.clone(),
+            file,
+            offsets: s.offsets.clone(),
+            location: loc(file, s.span),
+            expression: false,
+        }
+    }
+
+    /// Reports a single-valued field written twice.
+    fn once(&mut self, seen: &mut HashMap<String, Location>, file: FileId, key: &ast::Ident) {
+        let here = loc(file, key.span);
+        if let Some(first) = seen.get(&key.name) {
+            let first = *first;
+            let d = self.error("E0505", here, format!("`{}` is set twice", key.name));
+            d.label = "set again here".into();
+            d.labels.push(crate::diagnostic::Label {
+                location: first,
+                message: "first set here".into(),
+            });
+            d.help = Some(format!("keep one `{}`", key.name));
+        } else {
+            seen.insert(key.name.clone(), here);
+        }
+    }
+
+    // ---- agents ---------------------------------------------------------------
+
+    fn module(
+        &mut self,
+        module: &ast::Module,
+        file: FileId,
+        prefix: &str,
+    ) -> Vec<(String, AgentId)> {
+        let mut scope = self.base_scope();
+        for import in &module.imports {
+            self.import(import, file, &mut scope);
+        }
+        self.agents_in(&module.agents, file, prefix, &mut scope, false)
+    }
+
+    fn base_scope(&self) -> HashMap<String, AgentId> {
+        HashMap::from([
+            ("shell".to_string(), SHELL),
+            ("std.shell".to_string(), SHELL),
+        ])
+    }
+
+    /// Lowers `decls` in `scope`, returning the (unqualified name, id) of each.
+    fn agents_in(
+        &mut self,
+        decls: &[ast::Agent],
+        file: FileId,
+        prefix: &str,
+        scope: &mut HashMap<String, AgentId>,
+        local: bool,
+    ) -> Vec<(String, AgentId)> {
+        let mut pending: HashMap<String, usize> = HashMap::new();
+        for (i, decl) in decls.iter().enumerate() {
+            let name = &decl.name.name;
+            if let Some(&first) = pending.get(name) {
+                let first = loc(file, decls[first].name.span);
+                let d = self.error(
+                    "E0106",
+                    loc(file, decl.name.span),
+                    format!("agent `{name}` is declared twice"),
+                );
+                d.label = "declared again here".into();
+                d.labels.push(crate::diagnostic::Label {
+                    location: first,
+                    message: "first declared here".into(),
+                });
+                d.help = Some("rename one of them".into());
+                continue;
+            }
+            if name == "shell" {
+                let d = self.error(
+                    "E0106",
+                    loc(file, decl.name.span),
+                    "`shell` is the builtin shell agent".into(),
+                );
+                d.help =
+                    Some("pick another name, and write `uses shell` to narrow the builtin".into());
+                continue;
+            }
+            pending.insert(name.clone(), i);
+        }
+        let mut state: HashMap<usize, Option<AgentId>> = HashMap::new();
+        let mut exported = Vec::new();
+        let mut order: Vec<(&String, &usize)> = pending.iter().collect();
+        order.sort_by_key(|(_, i)| **i);
+        for (name, &i) in order {
+            if let Some(id) = self.resolve_local(
+                i,
+                decls,
+                file,
+                prefix,
+                scope,
+                &pending,
+                &mut state,
+                local,
+                &mut Vec::new(),
+            ) {
+                exported.push((name.clone(), id));
+            }
+        }
+        exported
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_local(
+        &mut self,
+        index: usize,
+        decls: &[ast::Agent],
+        file: FileId,
+        prefix: &str,
+        scope: &mut HashMap<String, AgentId>,
+        pending: &HashMap<String, usize>,
+        state: &mut HashMap<usize, Option<AgentId>>,
+        local: bool,
+        chain: &mut Vec<usize>,
+    ) -> Option<AgentId> {
+        if let Some(done) = state.get(&index) {
+            return *done;
+        }
+        let decl = &decls[index];
+        if chain.contains(&index) {
+            let names: Vec<String> = chain
+                .iter()
+                .chain(std::iter::once(&index))
+                .map(|i| decls[*i].name.name.clone())
+                .collect();
+            let d = self.error(
+                "E0201",
+                loc(file, decl.name.span),
+                format!("`uses` cycle: {}", names.join(" → ")),
+            );
+            d.label = "this agent ends up using itself".into();
+            d.help = Some("an agent narrows an agent declared without `uses` on it".into());
+            state.insert(index, None);
+            return None;
+        }
+        let parent = match &decl.uses {
+            None => None,
+            Some(uses) => {
+                let found = scope.get(&uses.name).copied().or_else(|| {
+                    pending.get(&uses.name).copied().and_then(|i| {
+                        chain.push(index);
+                        let r = self.resolve_local(
+                            i, decls, file, prefix, scope, pending, state, local, chain,
+                        );
+                        chain.pop();
+                        r
+                    })
+                });
+                match found {
+                    Some(p) => Some(p),
+                    None => {
+                        if !pending.contains_key(&uses.name) {
+                            let known: Vec<String> = scope
+                                .keys()
+                                .cloned()
+                                .chain(pending.keys().cloned())
+                                .collect();
+                            let d = self.error(
+                                "E0101",
+                                loc(file, uses.span),
+                                format!("unknown agent `{}`", uses.name),
+                            );
+                            d.label = "not declared or imported".into();
+                            d.help = Some(
+                                match suggest(&uses.name, known.iter().map(String::as_str)) {
+                                    Some(s) => format!("did you mean `{s}`?"),
+                                    None if uses.name.contains('.') => {
+                                        "import its module first, e.g. `import \"std/agents\"`"
+                                            .into()
+                                    }
+                                    None => known_list(known.iter().map(String::as_str)),
+                                },
+                            );
+                        }
+                        state.insert(index, None);
+                        return None;
+                    }
+                }
+            }
+        };
+        let agent = self.agent(decl, file, prefix, parent, local);
+        let id = AgentId(self.agents.len() as u32);
+        self.agents.push(agent);
+        scope.insert(decl.name.name.clone(), id);
+        state.insert(index, Some(id));
+        Some(id)
+    }
+
+    fn agent(
+        &mut self,
+        decl: &ast::Agent,
+        file: FileId,
+        prefix: &str,
+        parent: Option<AgentId>,
+        local: bool,
+    ) -> Agent {
+        let parent_agent = parent.map(|p| self.agents[p.0 as usize].clone());
+        let mut seen = HashMap::new();
+        let mut run = None;
+        let mut timeout = None;
+        let (mut read, mut write, mut exec, mut network, mut mcp, mut env) =
+            (None, None, None, None, None, None);
+        for field in &decl.fields {
+            self.once(&mut seen, file, field.key());
+            let key = loc(file, field.key().span);
+            match field {
+                ast::AgentField::Run(f) => {
+                    run = Some((f.value.value.clone(), loc(file, f.value.span)))
+                }
+                ast::AgentField::Read(f) => {
+                    read = Some((
+                        self.patterns(file, &f.value, PatternKind::Path, "path glob"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Write(f) => {
+                    write = Some((
+                        self.patterns(file, &f.value, PatternKind::Path, "path glob"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Exec(f) => {
+                    exec = Some((
+                        self.patterns(file, &f.value, PatternKind::Name, "program"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Mcp(f) => {
+                    mcp = Some((
+                        self.patterns(file, &f.value, PatternKind::Name, "server name"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Env(f) => {
+                    let names = self.strings(file, &f.value, "variable name");
+                    env = Some((names.into_iter().map(|(n, _)| n).collect::<Vec<_>>(), key));
+                }
+                ast::AgentField::Network(f) => {
+                    let value = match &f.value {
+                        ast::Network::Mode(on, _) => {
+                            if *on {
+                                Network::On
+                            } else {
+                                Network::Off
+                            }
+                        }
+                        ast::Network::Hosts(list) => Network::Hosts(
+                            self.strings(file, list, "host")
+                                .into_iter()
+                                .map(|(h, _)| h)
+                                .collect(),
+                        ),
+                    };
+                    network = Some((value, key));
+                }
+                ast::AgentField::Timeout(f) => timeout = self.duration(file, &f.value, "timeout"),
+                ast::AgentField::Metadata(_) => {}
+            }
+        }
+        let kind = match (&run, parent_agent.as_ref().map(|p| &p.kind)) {
+            (Some((_, location)), Some(AgentKind::Shell)) => {
+                let d = self.error(
+                    "E0510",
+                    *location,
+                    format!(
+                        "agent `{}` narrows `shell`, which runs `sh` lines and has no `run`",
+                        decl.name.name
+                    ),
+                );
+                d.label = "not allowed here".into();
+                d.help =
+                    Some("remove `run`, or drop `uses shell` to declare a command agent".into());
+                AgentKind::Shell
+            }
+            (Some((run, location)), _) => {
+                if run.trim().is_empty()
+                    || shell_words::split(run)
+                        .map(|w| w.is_empty())
+                        .unwrap_or(true)
+                {
+                    let d = self.error(
+                        "E0510",
+                        *location,
+                        format!("agent `{}` has an invalid command line", decl.name.name),
+                    );
+                    d.label = "empty or unbalanced quotes".into();
+                    d.help = Some(
+                        "write the program and its arguments, e.g. run \"codex exec -\"".into(),
+                    );
+                }
+                AgentKind::Command { run: run.clone() }
+            }
+            (None, Some(kind)) => kind.clone(),
+            (None, None) => {
+                let d = self.error(
+                    "E0510",
+                    loc(file, decl.name.span),
+                    format!(
+                        "agent `{}` has no `run` command line and uses no other agent",
+                        decl.name.name
+                    ),
+                );
+                d.label = "does nothing".into();
+                d.help = Some("add `run \"PROGRAM ARGS\"` (the prompt arrives on stdin), or `uses shell`, or `uses agents.claude` after `import \"std/agents\"`".into());
+                AgentKind::Command { run: String::new() }
+            }
+        };
+        let default_paths = |p: &Option<Agent>,
+                             f: fn(&Permissions) -> &Setting<Vec<Pattern>>,
+                             fallback: Vec<Pattern>| {
+            p.as_ref()
+                .map(|a| f(&a.permissions).value.clone())
+                .unwrap_or(fallback)
+        };
+        let here = loc(file, decl.name.span);
+        let everything =
+            vec![Pattern::new("**", PatternKind::Path, here).expect("builtin pattern")];
+        let permissions = Permissions {
+            read: setting(read, || {
+                default_paths(&parent_agent, |p| &p.read, everything.clone())
+            }),
+            write: setting(write, || {
+                default_paths(&parent_agent, |p| &p.write, Vec::new())
+            }),
+            exec: setting(exec, || {
+                default_paths(&parent_agent, |p| &p.exec, Vec::new())
+            }),
+            mcp: setting(mcp, || default_paths(&parent_agent, |p| &p.mcp, Vec::new())),
+            network: setting(network, || {
+                parent_agent
+                    .as_ref()
+                    .map_or(Network::Off, |a| a.permissions.network.value.clone())
+            }),
+            env: {
+                // `env` adds to what the parent passes: it names what the agent receives.
+                let mut names = parent_agent
+                    .as_ref()
+                    .map(|a| a.permissions.env.value.clone())
+                    .unwrap_or_default();
+                let own = env.map(|(own, location)| {
+                    for n in own {
+                        if !names.contains(&n) {
+                            names.push(n);
+                        }
+                    }
+                    location
+                });
+                Setting { value: names, own }
+            },
+        };
+        Agent {
+            name: if prefix.is_empty() {
+                decl.name.name.clone()
+            } else {
+                format!("{prefix}.{}", decl.name.name)
+            },
+            location: here,
+            uses: parent,
+            kind,
+            permissions,
+            timeout: timeout.or_else(|| parent_agent.as_ref().and_then(|a| a.timeout.clone())),
+            local,
+        }
+    }
+
+    // ---- imports ---------------------------------------------------------------
+
+    fn import(
+        &mut self,
+        import: &ast::Import,
+        file: FileId,
+        scope: &mut HashMap<String, AgentId>,
+    ) -> Option<String> {
+        let path_text = import.path.value.trim().to_string();
+        let at = loc(file, import.path.span);
+        let default_alias = path_text
+            .trim_end_matches(".runbook")
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let alias = import
+            .alias
+            .as_ref()
+            .map_or(default_alias, |a| a.name.clone());
+        if alias.is_empty()
+            || !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || alias.starts_with(|c: char| c.is_ascii_digit())
+        {
+            let d = self.error("E0105", at, format!("cannot name the import `{path_text}`"));
+            d.help = Some("add `as NAME` with an identifier".into());
+            return None;
+        }
+        let (module_file, key) = if let Some(name) = path_text.strip_prefix("std/") {
+            let name = name.trim_end_matches(".runbook");
+            let Some(text) = crate::stdlib::module(name) else {
+                let d = self.error("E0105", at, format!("unknown stdlib module `{path_text}`"));
+                d.label = "not in the standard library".into();
+                let known: Vec<String> = crate::stdlib::MODULES
+                    .iter()
+                    .map(|(n, _)| format!("std/{n}"))
+                    .collect();
+                d.help = Some(known_list(known.iter().map(String::as_str)));
+                return None;
+            };
+            let id = load::add_builtin(self.map, name, text);
+            (id, PathBuf::from(format!("std/{name}")))
+        } else {
+            let base = self
+                .map
+                .get(file)
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let mut candidate = base.join(&path_text);
+            if !candidate.is_file() && !path_text.ends_with(".runbook") {
+                candidate = base.join(format!("{path_text}.runbook"));
+            }
+            if !candidate.is_file() {
+                let d = self.error(
+                    "E0105",
+                    at,
+                    format!("cannot find the imported file `{path_text}`"),
+                );
+                d.label = "no such file".into();
+                d.help = Some(format!("paths are relative to this file's directory ({}); stdlib modules start with `std/`", base.display()));
+                return None;
+            }
+            let display = crate::syntax::source::display_path(&candidate);
+            match load::read(self.map, &candidate, display) {
+                Ok((id, None)) => (id, canonical(&candidate)),
+                Ok((_, Some(problem))) => {
+                    self.diagnostics.push(problem);
+                    return None;
+                }
+                Err(e) => {
+                    let d = self.error(
+                        "E0105",
+                        at,
+                        format!("cannot read the imported file `{path_text}`: {}", e.error),
+                    );
+                    d.label = "unreadable".into();
+                    return None;
+                }
+            }
+        };
+        if self.import_stack.contains(&key) {
+            let mut chain: Vec<String> = self
+                .import_stack
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            chain.push(key.display().to_string());
+            let d = self.error("E0107", at, format!("import cycle: {}", chain.join(" → ")));
+            d.label = "imports a file that imports this one".into();
+            d.help = Some("move the shared agents into a module that imports neither".into());
+            return None;
+        }
+        if !self.sources.iter().any(|s| s.file == module_file) {
+            self.sources.push(SourceRef {
+                file: module_file,
+                role: SourceRole::Import,
+            });
+        }
+        let exported = match self.modules.get(&key) {
+            Some(e) => e.clone(),
+            None => {
+                let text = self.map.get(module_file).text.clone();
+                let exported = match crate::syntax::parse(&text) {
+                    Err(e) => {
+                        let mut d = Diagnostic::error("E0001", loc(module_file, e.span), e.message)
+                            .with_label("here");
+                        if let Some(h) = e.help {
+                            d = d.with_help(h);
+                        }
+                        self.diagnostics.push(d.with_secondary(at, "imported here"));
+                        Vec::new()
+                    }
+                    Ok(ast::File::Module(m)) => {
+                        self.import_stack.push(key.clone());
+                        let e = self.module(&m, module_file, &alias);
+                        self.import_stack.pop();
+                        e
+                    }
+                    Ok(ast::File::Runbook(r)) => {
+                        // A runbook can serve as a library of its agents.
+                        self.import_stack.push(key.clone());
+                        let mut inner_scope = self.base_scope();
+                        for item in &r.items {
+                            if let ast::RunbookItem::Import(i) = item {
+                                self.import(i, module_file, &mut inner_scope);
+                            }
+                        }
+                        let decls: Vec<ast::Agent> = r
+                            .items
+                            .iter()
+                            .filter_map(|i| match i {
+                                ast::RunbookItem::Agent(a) => Some(a.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        let e =
+                            self.agents_in(&decls, module_file, &alias, &mut inner_scope, false);
+                        self.import_stack.pop();
+                        e
+                    }
+                    Ok(ast::File::Policy(_)) => {
+                        let d = self.error(
+                            "E0105",
+                            at,
+                            format!("`{path_text}` is a policy file, not a module"),
+                        );
+                        d.help = Some("import files that declare agents".into());
+                        Vec::new()
+                    }
+                };
+                self.modules.insert(key, exported.clone());
+                exported
+            }
+        };
+        for (name, id) in exported {
+            scope.insert(format!("{alias}.{name}"), id);
+        }
+        Some(alias)
+    }
+
+    // ---- policy ----------------------------------------------------------------
+
+    fn policy_fields(&mut self, policy: &ast::Policy, file: FileId) -> Policy {
+        let mut out = Policy {
+            file,
+            read: None,
+            write: None,
+            exec: None,
+            network: None,
+            mcp: None,
+            env: None,
+        };
+        let mut seen = HashMap::new();
+        for field in &policy.fields {
+            self.once(&mut seen, file, field.key());
+            let key = loc(file, field.key().span);
+            match field {
+                ast::AgentField::Read(f) => {
+                    out.read = Some((
+                        self.patterns(file, &f.value, PatternKind::Path, "path glob"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Write(f) => {
+                    out.write = Some((
+                        self.patterns(file, &f.value, PatternKind::Path, "path glob"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Exec(f) => {
+                    out.exec = Some((
+                        self.patterns(file, &f.value, PatternKind::Name, "program"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Mcp(f) => {
+                    out.mcp = Some((
+                        self.patterns(file, &f.value, PatternKind::Name, "server name"),
+                        key,
+                    ))
+                }
+                ast::AgentField::Env(f) => {
+                    out.env = Some((
+                        self.strings(file, &f.value, "variable name")
+                            .into_iter()
+                            .map(|(n, _)| n)
+                            .collect(),
+                        key,
+                    ))
+                }
+                ast::AgentField::Network(f) => {
+                    let v = match &f.value {
+                        ast::Network::Mode(on, _) => {
+                            if *on {
+                                Network::On
+                            } else {
+                                Network::Off
+                            }
+                        }
+                        ast::Network::Hosts(l) => Network::Hosts(
+                            self.strings(file, l, "host")
+                                .into_iter()
+                                .map(|(h, _)| h)
+                                .collect(),
+                        ),
+                    };
+                    out.network = Some((v, key));
+                }
+                other => {
+                    let d = self.error(
+                        "E0509",
+                        loc(file, other.key().span),
+                        format!("`{}` cannot appear in a policy", other.key().name),
+                    );
+                    d.help = Some("a policy sets read, write, exec, network, mcp and env".into());
+                }
+            }
+        }
+        out
+    }
+
+    /// The `policy.runbook` at the root of the repository holding the runbook.
+    fn find_policy(&mut self) -> Option<Policy> {
+        let path = self.map.get(self.root).path.clone();
+        let dir = canonical(path.parent().unwrap_or(Path::new(".")));
+        let root = dir
+            .ancestors()
+            .find(|d| d.join(".git").exists())?
+            .to_path_buf();
+        let policy_path = root.join("policy.runbook");
+        if !policy_path.is_file() || canonical(&policy_path) == canonical(&path) {
+            return None;
+        }
+        let display = crate::syntax::source::display_path(&policy_path);
+        let (file, problem) = match load::read(self.map, &policy_path, display) {
+            Ok(r) => r,
+            Err(e) => {
+                let at = loc(self.root, Span::new(0, 0));
+                self.error(
+                    "E0404",
+                    at,
+                    format!("cannot read the repository policy {}: {}", e.path, e.error),
+                );
+                return None;
+            }
+        };
+        self.sources.push(SourceRef {
+            file,
+            role: SourceRole::Policy,
+        });
+        if let Some(p) = problem {
+            self.diagnostics.push(p);
+            return None;
+        }
+        let text = self.map.get(file).text.clone();
+        match crate::syntax::parse(&text) {
+            Ok(ast::File::Policy(p)) => Some(self.policy_fields(&p, file)),
+            Ok(_) => {
+                let d = self.error(
+                    "E0511",
+                    loc(file, Span::new(0, 0)),
+                    "policy.runbook at the repository root must hold a `policy { … }` block".into(),
+                );
+                d.help = Some("write `policy { exec [...] write [...] network off }`".into());
+                None
+            }
+            Err(e) => {
+                let mut d =
+                    Diagnostic::error("E0001", loc(file, e.span), e.message).with_label("here");
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    // ---- the runbook ---------------------------------------------------------------
+
+    fn runbook(&mut self, r: &ast::Runbook) -> Option<Runbook> {
+        let file = self.root;
+        let mut scope = self.base_scope();
+        let mut meta_seen = HashMap::new();
+        let (mut title, mut version, mut description) = (None, None, None);
+        let mut params: Vec<Param> = Vec::new();
+        let mut secrets: Vec<Secret> = Vec::new();
+        let mut imports = Vec::new();
+        let mut agent_decls = Vec::new();
+        let mut phase_decls = Vec::new();
+        let mut rollback = Vec::new();
+        for item in &r.items {
+            match item {
+                ast::RunbookItem::Metadata(m) => {
+                    self.once(&mut meta_seen, file, &m.key);
+                    let v = Some(m.value.value.clone());
+                    match m.key.name.as_str() {
+                        "title" => title = v,
+                        "version" => version = v,
+                        _ => description = v,
+                    }
+                }
+                ast::RunbookItem::Import(i) => {
+                    if let Some(alias) = self.import(i, file, &mut scope) {
+                        imports.push((alias, loc(file, i.span)));
+                    }
+                }
+                ast::RunbookItem::Param(p) => {
+                    if let Some(first) = params.iter().find(|q| q.name == p.name.name) {
+                        let first = first.location;
+                        let d = self.error(
+                            "E0106",
+                            loc(file, p.name.span),
+                            format!("param `{}` is declared twice", p.name.name),
+                        );
+                        d.label = "declared again here".into();
+                        d.labels.push(crate::diagnostic::Label {
+                            location: first,
+                            message: "first declared here".into(),
+                        });
+                        continue;
+                    }
+                    if let Some(param) = self.param(p, file) {
+                        params.push(param);
+                    }
+                }
+                ast::RunbookItem::Secret(s) => {
+                    if let Some(first) = secrets.iter().find(|q| q.name == s.name.name) {
+                        let first = first.location;
+                        let d = self.error(
+                            "E0106",
+                            loc(file, s.name.span),
+                            format!("secret `{}` is declared twice", s.name.name),
+                        );
+                        d.labels.push(crate::diagnostic::Label {
+                            location: first,
+                            message: "first declared here".into(),
+                        });
+                        continue;
+                    }
+                    secrets.push(Secret {
+                        name: s.name.name.clone(),
+                        location: loc(file, s.name.span),
+                    });
+                }
+                ast::RunbookItem::Agent(a) => agent_decls.push(a.clone()),
+                ast::RunbookItem::Phase(p) => phase_decls.push(p),
+                ast::RunbookItem::Rollback(b) => rollback.push(b),
+            }
+        }
+        self.agents_in(&agent_decls, file, "", &mut scope, true);
+        let policy = self.find_policy();
+
+        // Phases and node names first, so `after` may name anything declared anywhere.
+        let mut phases: Vec<Phase> = Vec::new();
+        let mut phase_ids: HashMap<String, PhaseId> = HashMap::new();
+        let mut node_ids: HashMap<String, NodeId> = HashMap::new();
+        let mut node_decls: Vec<(PhaseId, NodeDecl)> = Vec::new();
+        for p in &phase_decls {
+            if let Some(first) = phase_ids.get(&p.name.name) {
+                let first = phases[first.0 as usize].location;
+                let d = self.error(
+                    "E0106",
+                    loc(file, p.name.span),
+                    format!("phase `{}` is declared twice", p.name.name),
+                );
+                d.label = "declared again here".into();
+                d.labels.push(crate::diagnostic::Label {
+                    location: first,
+                    message: "first declared here".into(),
+                });
+                d.help = Some("phase names are unique in a runbook".into());
+                continue;
+            }
+            let id = PhaseId(phases.len() as u32);
+            phase_ids.insert(p.name.name.clone(), id);
+            let mut phase = Phase {
+                name: p.name.name.clone(),
+                location: loc(file, p.name.span),
+                title: p.title.as_ref().map(|t| t.value.clone()),
+                estimate: None,
+                after: None,
+                nodes: Vec::new(),
+                rollback: None,
+            };
+            let mut seen = HashMap::new();
+            for item in &p.items {
+                let (name, decl) = match item {
+                    ast::PhaseItem::Step(s) => (&s.name, NodeDecl::Step(s)),
+                    ast::PhaseItem::Checkpoint(c) => (&c.name, NodeDecl::Checkpoint(c)),
+                    ast::PhaseItem::Metadata(m) => {
+                        self.once(&mut seen, file, &m.key);
+                        if m.key.name == "title" {
+                            if p.title.is_some() {
+                                let d = self.error(
+                                    "E0505",
+                                    loc(file, m.key.span),
+                                    format!("phase `{}` has a title twice", p.name.name),
+                                );
+                                d.help =
+                                    Some("keep the title after the phase name, or this one".into());
+                            }
+                            phase.title = Some(m.value.value.clone());
+                        }
+                        continue;
+                    }
+                    ast::PhaseItem::Estimate(e) => {
+                        self.once(&mut seen, file, &e.key);
+                        phase.estimate = self.duration(file, &e.value, "estimate");
+                        continue;
+                    }
+                    ast::PhaseItem::Rollback(b) => {
+                        self.once(&mut seen, file, &b.key);
+                        phase.rollback = Some(self.rollback_block(b, file));
+                        continue;
+                    }
+                };
+                if let Some(first) = node_ids.get(&name.name) {
+                    let first = node_decls[first.0 as usize].1.name_location(file);
+                    let d = self.error(
+                        "E0106",
+                        loc(file, name.span),
+                        format!("`{}` is declared twice", name.name),
+                    );
+                    d.label = "declared again here".into();
+                    d.labels.push(crate::diagnostic::Label {
+                        location: first,
+                        message: "first declared here".into(),
+                    });
+                    d.help = Some("step and checkpoint names are unique in a runbook".into());
+                    continue;
+                }
+                let nid = NodeId(node_decls.len() as u32);
+                node_ids.insert(name.name.clone(), nid);
+                phase.nodes.push(nid);
+                node_decls.push((id, decl));
+            }
+            phases.push(phase);
+        }
+        // Phase `after`.
+        for (p, decl) in phase_decls.iter().enumerate() {
+            let Some(after) = &decl.after else { continue };
+            let Some(&pid) = phase_ids.get(&decl.name.name) else {
+                continue;
+            };
+            if phases[pid.0 as usize].location != loc(file, decl.name.span) {
+                continue; // a duplicate, already reported
+            }
+            let _ = p;
+            let mut resolved = Vec::new();
+            for name in after {
+                match phase_ids.get(&name.name) {
+                    Some(&dep) => resolved.push((dep, loc(file, name.span))),
+                    None => {
+                        let d = self.error(
+                            "E0103",
+                            loc(file, name.span),
+                            format!("unknown phase `{}`", name.name),
+                        );
+                        d.label = "no phase has this name".into();
+                        d.help = Some(if node_ids.contains_key(&name.name) {
+                            format!(
+                                "`{}` is a step; a phase runs after phases (name the step's phase)",
+                                name.name
+                            )
+                        } else {
+                            match suggest(&name.name, phase_ids.keys().map(String::as_str)) {
+                                Some(s) => format!("did you mean `{s}`?"),
+                                None => known_list(phase_ids.keys().map(String::as_str)),
+                            }
+                        });
+                    }
+                }
+            }
+            phases[pid.0 as usize].after = Some(resolved);
+        }
+        // Nodes.
+        let mut nodes = Vec::with_capacity(node_decls.len());
+        for (phase, decl) in &node_decls {
+            let node = self.node(*phase, decl, file, &scope, &node_ids, &phase_ids, &params);
+            nodes.push(node);
+        }
+        let rollback = rollback
+            .into_iter()
+            .map(|b| self.rollback_block(b, file))
+            .collect();
+        let graph = Graph::build(&phases, &nodes);
+        Some(Runbook {
+            name: r.name.name.clone(),
+            location: loc(file, r.name.span),
+            file,
+            title,
+            version,
+            description,
+            params,
+            secrets,
+            agents: std::mem::take(&mut self.agents),
+            imports,
+            phases,
+            nodes,
+            rollback,
+            policy,
+            sources: std::mem::take(&mut self.sources),
+            graph,
+        })
+    }
+
+    fn param(&mut self, p: &ast::Param, file: FileId) -> Option<Param> {
+        let Some(ty) = ParamType::from_name(&p.ty.name) else {
+            let d = self.error(
+                "E0504",
+                loc(file, p.ty.span),
+                format!("unknown type `{}` for param `{}`", p.ty.name, p.name.name),
+            );
+            d.label = "not a type".into();
+            d.help = Some(
+                match suggest(
+                    &p.ty.name,
+                    ["string", "int", "bool", "duration", "list"].into_iter(),
+                ) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? The types are string, int, bool, duration and list"
+                    ),
+                    None => "the types are string, int, bool, duration and list".into(),
+                },
+            );
+            return None;
+        };
+        let default = match &p.default {
+            None => None,
+            Some(lit) => {
+                let value = self.literal_value(file, lit)?;
+                let fits = match (ty, &value) {
+                    (ParamType::String, Value::String(_))
+                    | (ParamType::Int, Value::Int(_))
+                    | (ParamType::Bool, Value::Bool(_))
+                    | (ParamType::Duration, Value::Duration(_))
+                    | (ParamType::List, Value::List(_)) => true,
+                    // Quoted duration text is a common slip; accept it only if it parses.
+                    _ => false,
+                };
+                if !fits {
+                    let d = self.error(
+                        "E0503",
+                        loc(file, lit.span()),
+                        format!(
+                            "the default of param `{}` is {}, not {}",
+                            p.name.name,
+                            article(value.type_name()),
+                            article(ty.name())
+                        ),
+                    );
+                    d.label = article(value.type_name());
+                    d.labels.push(crate::diagnostic::Label {
+                        location: loc(file, p.ty.span),
+                        message: format!("declared {} here", ty.name()),
+                    });
+                    d.help = Some(match ty {
+                        ParamType::String => "quote the value: \"…\"".into(),
+                        ParamType::Int => "write a whole number such as 3".into(),
+                        ParamType::Bool => "write true or false, without quotes".into(),
+                        ParamType::Duration => format!("write it without quotes; {DURATION_HELP}"),
+                        ParamType::List => "write a list such as [\"a\", \"b\"]".into(),
+                    });
+                    return None;
+                }
+                Some(value)
+            }
+        };
+        Some(Param {
+            name: p.name.name.clone(),
+            location: loc(file, p.name.span),
+            ty,
+            default,
+            help: p.help.as_ref().map(|h| h.value.clone()),
+        })
+    }
+
+    fn rollback_block(&mut self, b: &ast::Rollback, file: FileId) -> RollbackBlock {
+        let timeout = b
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(file, t, "timeout"));
+        if b.sh.is_empty() {
+            let d = self.error(
+                "E0507",
+                loc(file, b.key.span),
+                "this rollback block runs nothing".into(),
+            );
+            d.help = Some("add the commands that undo the work: sh \"…\"".into());
+        }
+        RollbackBlock {
+            sh: b.sh.iter().map(|s| self.template(file, s)).collect(),
+            timeout,
+            location: loc(file, b.span),
+        }
+    }
+
+    fn resolve_nodes(
+        &mut self,
+        names: &[ast::Ident],
+        file: FileId,
+        node_ids: &HashMap<String, NodeId>,
+        phase_ids: &HashMap<String, PhaseId>,
+    ) -> Vec<(NodeId, Location)> {
+        let mut out = Vec::new();
+        for name in names {
+            match node_ids.get(&name.name) {
+                Some(&id) => out.push((id, loc(file, name.span))),
+                None => {
+                    let d = self.error(
+                        "E0102",
+                        loc(file, name.span),
+                        format!("unknown step `{}`", name.name),
+                    );
+                    d.label = "no step or checkpoint has this name".into();
+                    d.help = Some(if phase_ids.contains_key(&name.name) {
+                        format!("`{}` is a phase; name one of its steps, or order phases with `phase … after {}`", name.name, name.name)
+                    } else {
+                        match suggest(&name.name, node_ids.keys().map(String::as_str)) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => known_list(node_ids.keys().map(String::as_str)),
+                        }
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &mut self,
+        phase: PhaseId,
+        decl: &NodeDecl,
+        file: FileId,
+        scope: &HashMap<String, AgentId>,
+        node_ids: &HashMap<String, NodeId>,
+        phase_ids: &HashMap<String, PhaseId>,
+        _params: &[Param],
+    ) -> Node {
+        match decl {
+            NodeDecl::Step(s) => {
+                let after = s
+                    .after
+                    .as_deref()
+                    .map(|a| self.resolve_nodes(a, file, node_ids, phase_ids))
+                    .unwrap_or_default();
+                let (agent, agent_location) = match &s.by {
+                    None => (Some(SHELL), loc(file, s.name.span)),
+                    Some(by) => match scope.get(&by.name) {
+                        Some(&id) => (Some(id), loc(file, by.span)),
+                        None => {
+                            let d = self.error(
+                                "E0101",
+                                loc(file, by.span),
+                                format!("unknown agent `{}`", by.name),
+                            );
+                            d.label = "not declared or imported".into();
+                            d.help =
+                                Some(match suggest(&by.name, scope.keys().map(String::as_str)) {
+                                    Some(s) => format!("did you mean `{s}`?"),
+                                    None if by.name.contains('.') => format!(
+                                        "import its module first, e.g. `import \"std/{}\"`",
+                                        by.name.split('.').next().unwrap_or("agents")
+                                    ),
+                                    None => format!(
+                                        "declare it with `agent {} {{ … }}`; {}",
+                                        by.name,
+                                        known_list(scope.keys().map(String::as_str))
+                                    ),
+                                });
+                            (None, loc(file, by.span))
+                        }
+                    },
+                };
+                let mut step = Step {
+                    agent,
+                    agent_location,
+                    prompt: None,
+                    sh: Vec::new(),
+                    produces: Vec::new(),
+                    until: None,
+                    timeout: None,
+                    when: None,
+                    on_failure: OnFailure::Rollback,
+                    rollback: None,
+                };
+                let mut title = s.title.as_ref().map(|t| t.value.clone());
+                let mut seen = HashMap::new();
+                for field in &s.fields {
+                    match field {
+                        ast::StepField::Metadata(m) => {
+                            self.once(&mut seen, file, &m.key);
+                            if m.key.name == "title" {
+                                title = Some(m.value.value.clone());
+                            }
+                        }
+                        ast::StepField::Prompt(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            step.prompt = match &f.value {
+                                ast::PromptSource::Inline(s) => Some(self.template(file, s)),
+                                ast::PromptSource::File(p) => self.prompt_file(p, file),
+                            };
+                        }
+                        ast::StepField::Sh(f) => {
+                            let lines: Vec<Template> =
+                                f.value.iter().map(|s| self.template(file, s)).collect();
+                            step.sh.extend(lines);
+                        }
+                        ast::StepField::Produces(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            step.produces = f
+                                .value
+                                .iter()
+                                .map(|s| Produces {
+                                    path: s.value.clone(),
+                                    location: loc(file, s.span),
+                                })
+                                .collect();
+                        }
+                        ast::StepField::Until(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            let attempts = match &f.value.attempts {
+                                None => Some(3),
+                                Some(t) => match t.text.parse::<u32>() {
+                                    Ok(0) => {
+                                        let d = self.error(
+                                            "E0502",
+                                            loc(file, t.span),
+                                            "`attempts 0` never runs the step".into(),
+                                        );
+                                        d.label = "zero attempts".into();
+                                        d.help = Some("attempts counts every try, the first included: write 1 or more".into());
+                                        None
+                                    }
+                                    Ok(n) if n <= 100 => Some(n),
+                                    _ => {
+                                        let d = self.error(
+                                            "E0502",
+                                            loc(file, t.span),
+                                            format!(
+                                                "`attempts {}` is not a number of attempts",
+                                                t.text
+                                            ),
+                                        );
+                                        d.label = "expected 1 to 100".into();
+                                        d.help = Some("write a whole number from 1 to 100".into());
+                                        None
+                                    }
+                                },
+                            };
+                            if let Some(attempts) = attempts {
+                                step.until = Some(UntilCheck {
+                                    command: self.template(file, &f.value.command),
+                                    attempts,
+                                });
+                            }
+                        }
+                        ast::StepField::Timeout(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            step.timeout = self.duration(file, &f.value, "timeout");
+                        }
+                        ast::StepField::When(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            let mut t = self.template(file, &f.value);
+                            t.expression = !(t.text.contains("{{") || t.text.contains("{%"));
+                            step.when = Some(t);
+                        }
+                        ast::StepField::OnFailure(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            step.on_failure = match f.value.name.as_str() {
+                                "rollback" => OnFailure::Rollback,
+                                "escalate" => OnFailure::Escalate,
+                                "continue" => OnFailure::Continue,
+                                other => {
+                                    let d = self.error(
+                                        "E0506",
+                                        loc(file, f.value.span),
+                                        format!("unknown failure mode `{other}`"),
+                                    );
+                                    d.label = "not a failure mode".into();
+                                    d.help = Some(
+                                        "write on_failure rollback, escalate or continue".into(),
+                                    );
+                                    OnFailure::Rollback
+                                }
+                            };
+                        }
+                        ast::StepField::Rollback(b) => {
+                            self.once(&mut seen, file, &b.key);
+                            step.rollback = Some(self.rollback_block(b, file));
+                        }
+                    }
+                }
+                Node {
+                    name: s.name.name.clone(),
+                    location: loc(file, s.name.span),
+                    block: loc(file, s.span),
+                    phase,
+                    title,
+                    after,
+                    kind: NodeKind::Step(step),
+                }
+            }
+            NodeDecl::Checkpoint(c) => {
+                let after = c
+                    .after
+                    .as_deref()
+                    .map(|a| self.resolve_nodes(a, file, node_ids, phase_ids))
+                    .unwrap_or_default();
+                let mut title = c.title.as_ref().map(|t| t.value.clone());
+                let mut cp = Checkpoint {
+                    show: Vec::new(),
+                    ask: None,
+                    revise: None,
+                    approvers: Vec::new(),
+                    timeout: None,
+                };
+                let mut seen = HashMap::new();
+                for field in &c.fields {
+                    match field {
+                        ast::CheckpointField::Metadata(m) => {
+                            self.once(&mut seen, file, &m.key);
+                            if m.key.name == "title" {
+                                title = Some(m.value.value.clone());
+                            }
+                        }
+                        ast::CheckpointField::Show(f) => {
+                            for item in &f.value {
+                                let shown = match item {
+                                    ast::ShowItem::Path(p) => {
+                                        ShowItem::Path(p.value.clone(), loc(file, p.span))
+                                    }
+                                    ast::ShowItem::Diff(span) => ShowItem::Diff(loc(file, *span)),
+                                    ast::ShowItem::Reference(r) => {
+                                        self.show_reference(r, file, node_ids)
+                                    }
+                                };
+                                cp.show.push(shown);
+                            }
+                        }
+                        ast::CheckpointField::Ask(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            cp.ask = Some(self.template(file, &f.value));
+                        }
+                        ast::CheckpointField::Revise(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            if let Some((id, at)) = self
+                                .resolve_nodes(
+                                    std::slice::from_ref(&f.value),
+                                    file,
+                                    node_ids,
+                                    phase_ids,
+                                )
+                                .pop()
+                            {
+                                cp.revise = Some((id, at));
+                            }
+                        }
+                        ast::CheckpointField::Approvers(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            cp.approvers = self
+                                .strings(file, &f.value, "approver name")
+                                .into_iter()
+                                .map(|(n, _)| n)
+                                .collect();
+                        }
+                        ast::CheckpointField::Timeout(f) => {
+                            self.once(&mut seen, file, &f.key);
+                            cp.timeout = self.duration(file, &f.value, "timeout");
+                        }
+                    }
+                }
+                Node {
+                    name: c.name.name.clone(),
+                    location: loc(file, c.name.span),
+                    block: loc(file, c.span),
+                    phase,
+                    title,
+                    after,
+                    kind: NodeKind::Checkpoint(cp),
+                }
+            }
+        }
+    }
+
+    fn show_reference(
+        &mut self,
+        r: &ast::Ident,
+        file: FileId,
+        node_ids: &HashMap<String, NodeId>,
+    ) -> ShowItem {
+        let at = loc(file, r.span);
+        let parts: Vec<&str> = r.name.split('.').collect();
+        match parts.as_slice() {
+            ["steps", name, field] if ["output", "files", "status"].contains(field) => {
+                let node = node_ids.get(*name).copied();
+                if node.is_none() {
+                    let d = self.error("E0102", at, format!("unknown step `{name}`"));
+                    d.label = "no step has this name".into();
+                    d.help = Some(match suggest(name, node_ids.keys().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => known_list(node_ids.keys().map(String::as_str)),
+                    });
+                }
+                ShowItem::StepValue {
+                    node,
+                    field: field.to_string(),
+                    location: at,
+                }
+            }
+            _ => {
+                let d = self.error(
+                    "E0108",
+                    at,
+                    format!("`{}` is not something a checkpoint can show", r.name),
+                );
+                d.label = "unknown".into();
+                d.help =
+                    Some("show \"path\", diff, or steps.NAME.output (or .files, .status)".into());
+                ShowItem::Diff(at)
+            }
+        }
+    }
+
+    fn prompt_file(&mut self, p: &ast::Str, file: FileId) -> Option<Template> {
+        let at = loc(file, p.span);
+        let base = self
+            .map
+            .get(file)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let path = base.join(&p.value);
+        let display = crate::syntax::source::display_path(&path);
+        match load::read(self.map, &path, display) {
+            Ok((id, problem)) => {
+                if !self.sources.iter().any(|s| s.file == id) {
+                    self.sources.push(SourceRef {
+                        file: id,
+                        role: SourceRole::Prompt,
+                    });
+                }
+                if let Some(problem) = problem {
+                    if problem.code == "E0003" {
+                        self.diagnostics
+                            .push(problem.with_secondary(at, "used as a prompt here"));
+                        return None;
+                    }
+                }
+                let text = self.map.get(id).text.to_string();
+                let len = text.len();
+                Some(Template {
+                    text,
+                    file: id,
+                    offsets: crate::syntax::ast::OffsetMap {
+                        segments: vec![(0, 0)],
+                    },
+                    location: Location {
+                        file: id,
+                        span: Span::new(0, len.min(1)),
+                    },
+                    expression: false,
+                })
+            }
+            Err(e) => {
+                let d = self.error(
+                    "E0302",
+                    at,
+                    format!("cannot read prompt file `{}`: {}", p.value, e.error),
+                );
+                d.label = "prompt file".into();
+                d.help = Some(format!(
+                    "prompt paths are relative to the runbook's directory ({})",
+                    base.display()
+                ));
+                None
+            }
+        }
+    }
+}
+
+fn setting<T>(own: Option<(T, Location)>, inherit: impl FnOnce() -> T) -> Setting<T> {
+    match own {
+        Some((value, location)) => Setting {
+            value,
+            own: Some(location),
+        },
+        None => Setting {
+            value: inherit(),
+            own: None,
+        },
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A step or checkpoint declaration awaiting lowering.
+enum NodeDecl<'a> {
+    Step(&'a ast::Step),
+    Checkpoint(&'a ast::Checkpoint),
+}
+
+impl NodeDecl<'_> {
+    fn name_location(&self, file: FileId) -> Location {
+        match self {
+            NodeDecl::Step(s) => loc(file, s.name.span),
+            NodeDecl::Checkpoint(c) => loc(file, c.name.span),
+        }
+    }
+}
+
+/// "a string", "an int".
+fn article(word: &str) -> String {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {word}")
+    } else {
+        format!("a {word}")
+    }
+}
