@@ -4,9 +4,12 @@
 //! typed) → `check` (diagnostics) → `plan` → `run` → `record`, with `agents`,
 //! `workspace` and `cli` beside them. Data flows one way.
 
+pub mod agents;
 pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod ir;
+pub mod record;
+pub mod run;
 pub mod stdlib;
 pub mod syntax;

@@ -1,7 +1,11 @@
 //! The command line: argument parsing and one module per subcommand. This is the edge
 //! where stage errors become messages and exit codes.
 
+mod approve;
 mod check;
+mod dry_run;
+mod run;
+mod runs;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -24,6 +28,18 @@ struct Cli {
 enum Command {
     /// Check runbooks for errors (names, cycles, races, templates, permissions, policy).
     Check(check::Args),
+    /// Run a runbook: steps, checkpoints, retries, rollback, with durable records.
+    Run(run::RunArgs),
+    /// Continue a suspended, interrupted or crashed run.
+    Resume(run::ResumeArgs),
+    /// Record a decision at a waiting checkpoint (approve, --reject, --revise).
+    Approve(approve::Args),
+    /// Run the compensations of a suspended, interrupted or failed run.
+    Rollback(run::RollbackArgs),
+    /// List runs.
+    Runs,
+    /// Show a run's audit trail.
+    Show(runs::ShowArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -38,6 +54,12 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => run::resume(args),
+        Command::Approve(args) => approve::run(args),
+        Command::Rollback(args) => run::rollback(args),
+        Command::Runs => runs::list(),
+        Command::Show(args) => runs::show(args),
     }
 }
 

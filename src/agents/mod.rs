@@ -1,0 +1,3 @@
+//! agents: how a step's work is carried out by a process.
+
+pub mod process;

@@ -1,0 +1,882 @@
+//! `runbook run`, `runbook resume` and `runbook rollback`: set up a session and drive it.
+
+use super::{color_stderr, repository_root, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::check::{check_path, CheckedRunbook};
+use crate::diagnostic::render;
+use crate::ir::value::ParamType;
+use crate::record::journal::{read_events, Journal};
+use crate::record::lock::RunLock;
+use crate::record::redact::Redactor;
+use crate::record::run_dir::{write_atomic, RunDir};
+use crate::record::run_id::RunId;
+use crate::run::context::{Context, Renderer};
+use crate::run::event::{now, Event, SpecFile};
+use crate::run::state::RunState;
+use crate::run::{self, Options, Outcome, Session};
+use crate::syntax::source::SourceMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit code: suspended at a checkpoint.
+pub const EXIT_SUSPENDED: i32 = 3;
+/// Exit code: interrupted.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Options shared by `run` and `resume`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DriveArgs {
+    /// Steps to run at once (default: the number of CPUs).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Never ask on the terminal: suspend at checkpoints (exit 3).
+    #[arg(long)]
+    no_input: bool,
+    /// Approve this checkpoint in advance (repeatable); recorded as pre-approved.
+    #[arg(long = "approve", value_name = "CHECKPOINT")]
+    approve: Vec<String>,
+    /// Approve every checkpoint in advance; recorded as pre-approved.
+    #[arg(long)]
+    approve_all: bool,
+    /// Stream each step's output to the terminal.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Who decides at the terminal (default: $RUNBOOK_USER or $USER).
+    #[arg(long = "as", value_name = "NAME")]
+    identity: Option<String>,
+}
+
+/// Arguments of `runbook run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The runbook file.
+    file: PathBuf,
+    /// Set a parameter: --param NAME=VALUE (repeatable; typed).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Read parameters from a JSON or TOML file.
+    #[arg(long = "params", value_name = "FILE")]
+    params_file: Option<PathBuf>,
+    /// Print what would run, in order, with rendered prompts; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Work in the current working tree (explicit; silences the warning that says so).
+    #[arg(long)]
+    in_place: bool,
+    #[command(flatten)]
+    drive: DriveArgs,
+}
+
+/// Arguments of `runbook resume`.
+#[derive(clap::Args, Debug)]
+pub struct ResumeArgs {
+    /// The run id (or a unique prefix).
+    run: String,
+    #[command(flatten)]
+    drive: DriveArgs,
+}
+
+/// Arguments of `runbook rollback`.
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    /// The run id (or a unique prefix).
+    run: String,
+}
+
+/// Where run records live: the repository root, or the current directory outside git.
+pub fn records_root() -> Result<PathBuf, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    Ok(repository_root(&cwd).unwrap_or(cwd))
+}
+
+/// Finds a run by id or unique prefix.
+pub fn find_run(root: &Path, wanted: &str) -> Result<RunDir, String> {
+    let runs = crate::record::run_dir::list_runs(root);
+    let matches: Vec<_> = runs
+        .iter()
+        .filter(|r| r.as_str().starts_with(wanted))
+        .collect();
+    match matches.as_slice() {
+        [one] => {
+            RunDir::open(root, (*one).clone()).map_err(|e| format!("cannot open run {one}: {e}"))
+        }
+        [] => Err(format!(
+            "no run `{wanted}` under {} (see `runbook runs`)",
+            crate::record::run_dir::runs_dir(root).display()
+        )),
+        many => Err(format!(
+            "`{wanted}` matches {} runs; give more of the id",
+            many.len()
+        )),
+    }
+}
+
+/// Loads and checks a runbook, printing diagnostics; `None` when it has errors.
+pub fn load_checked(file: &Path) -> Result<(CheckedRunbook, SourceMap), i32> {
+    let mut map = SourceMap::new();
+    let outcome = match check_path(&mut map, file) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_USAGE);
+        }
+    };
+    let color = color_stderr();
+    for d in &outcome.diagnostics {
+        eprint!("{}", render::human(d, &map, color));
+    }
+    match outcome.checked {
+        Some(c) => Ok((c, map)),
+        None => {
+            eprintln!(
+                "error: {} has errors; fix them before running (see `runbook check`)",
+                file.display()
+            );
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// Resolves parameter values: defaults, then the params file, then `--param`.
+fn resolve_params(
+    runbook: &crate::ir::Runbook,
+    file: Option<&Path>,
+    pairs: &[String],
+) -> Result<serde_json::Value, String> {
+    let mut values = serde_json::Map::new();
+    for p in &runbook.params {
+        if let Some(d) = &p.default {
+            values.insert(p.name.clone(), d.to_json());
+        }
+    }
+    let declared = |name: &str| -> Result<&crate::ir::Param, String> {
+        runbook
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "unknown param `{name}` (declared: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })
+    };
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let table: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
+            let t: toml::Value =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::to_value(t).map_err(|e| e.to_string())?
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        let serde_json::Value::Object(map) = table else {
+            return Err(format!(
+                "{}: expected a table of NAME = VALUE",
+                path.display()
+            ));
+        };
+        for (k, v) in map {
+            let p = declared(&k)?;
+            let value =
+                p.ty.from_json(&v)
+                    .map_err(|e| format!("param `{k}` in {}: {e}", path.display()))?;
+            values.insert(k, value.to_json());
+        }
+    }
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--param `{pair}`: write NAME=VALUE"))?;
+        let p = declared(k.trim())?;
+        let value =
+            p.ty.parse_value(v)
+                .map_err(|e| format!("--param {k}: {e} (a {} param)", p.ty.name()))?;
+        values.insert(k.trim().to_string(), value.to_json());
+    }
+    for p in &runbook.params {
+        if !values.contains_key(&p.name) {
+            let help = p
+                .help
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            let example = match p.ty {
+                ParamType::Bool => "true",
+                ParamType::Int => "3",
+                ParamType::Duration => "30m",
+                _ => "VALUE",
+            };
+            return Err(format!(
+                "param `{}` is required{help}: pass --param {}={example}",
+                p.name, p.name
+            ));
+        }
+    }
+    Ok(serde_json::Value::Object(values))
+}
+
+fn options(args: &DriveArgs) -> Options {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    Options {
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        interactive: terminal && !args.no_input,
+        approve: args.approve.clone(),
+        approve_all: args.approve_all,
+        verbose: args.verbose,
+        identity: args
+            .identity
+            .clone()
+            .unwrap_or_else(crate::run::checkpoint::default_identity),
+        live: std::io::stderr().is_terminal(),
+    }
+}
+
+fn spec_files(checked: &CheckedRunbook, map: &SourceMap) -> Vec<SpecFile> {
+    checked
+        .runbook()
+        .sources
+        .iter()
+        .map(|s| {
+            let f = map.get(s.file);
+            SpecFile {
+                path: f.path.display().to_string(),
+                role: serde_json::to_value(s.role)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                sha256: crate::record::sha256_hex(f.text.as_bytes()),
+            }
+        })
+        .collect()
+}
+
+fn git_head(dir: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(head.id().to_string())
+}
+
+/// What run.json records about a run besides its status.
+struct RunMeta<'a> {
+    file: &'a Path,
+    spec: &'a [SpecFile],
+    params: &'a serde_json::Value,
+    workdir: &'a Path,
+    head: Option<&'a str>,
+    started: &'a str,
+}
+
+/// Writes run.json (atomically) from what is known now.
+fn write_run_json(
+    dir: &RunDir,
+    checked: &CheckedRunbook,
+    meta: &RunMeta,
+    status: &str,
+    ended: Option<&str>,
+) {
+    let runbook = checked.runbook();
+    let doc = serde_json::json!({
+        "run_id": dir.id().as_str(),
+        "runbook": runbook.name,
+        "version": runbook.version,
+        "file": meta.file.display().to_string(),
+        "sources": meta.spec,
+        "head": meta.head,
+        "params": meta.params,
+        "workdir": meta.workdir.display().to_string(),
+        "interpreter": format!("runbook {}", env!("CARGO_PKG_VERSION")),
+        "host": hostname(),
+        "started": meta.started,
+        "ended": ended,
+        "status": status,
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    if let Err(e) = write_atomic(&dir.run_json(), text.as_bytes()) {
+        eprintln!("warning: cannot write {}: {e}", dir.run_json().display());
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `runbook run FILE`.
+pub fn run(args: RunArgs) -> i32 {
+    let (checked, map) = match load_checked(&args.file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runbook = checked.runbook();
+    let params = match resolve_params(runbook, args.params_file.as_deref(), &args.params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for name in &args.drive.approve {
+        if runbook
+            .node_named(name)
+            .and_then(|n| runbook.node(n).checkpoint())
+            .is_none()
+        {
+            eprintln!("error: --approve {name}: no checkpoint has this name");
+            return EXIT_USAGE;
+        }
+    }
+    let secrets = match run::secret_values(runbook) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.dry_run {
+        return super::dry_run::print(&checked, &params);
+    }
+    let root = match records_root() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let workdir = root.clone();
+    if !args.in_place {
+        eprintln!("note: steps run in the working tree {} (git worktrees come later; pass --in-place to say so explicitly)", workdir.display());
+    }
+    let dir = match RunDir::create(&root, RunId::generate()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "error: cannot create the run directory under {}: {e}",
+                root.display()
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let lock = match RunLock::acquire(dir.lock_file()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let spec = spec_files(&checked, &map);
+    for s in &checked.runbook().sources {
+        let f = map.get(s.file);
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if let Err(e) = dir.store_spec(&name, f.text.as_bytes()) {
+            eprintln!(
+                "error: cannot store the spec in {}: {e}",
+                dir.spec_dir().display()
+            );
+            return EXIT_USAGE;
+        }
+    }
+    let redactor = Arc::new(Redactor::new(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ));
+    let journal = match Journal::create(dir.events()) {
+        Ok(j) => j.with_redactor((*redactor).clone()),
+        Err(e) => {
+            eprintln!("error: cannot create {}: {e}", dir.events().display());
+            return EXIT_USAGE;
+        }
+    };
+    let head = git_head(&workdir);
+    let started = now();
+    let meta = RunMeta {
+        file: &args.file,
+        spec: &spec,
+        params: &params,
+        workdir: &workdir,
+        head: head.as_deref(),
+        started: &started,
+    };
+    write_run_json(&dir, &checked, &meta, "running", None);
+    let event = Event::RunStarted {
+        time: started.clone(),
+        runbook: runbook.name.clone(),
+        file: args.file.display().to_string(),
+        spec: spec.clone(),
+        params: params.clone(),
+        workdir: workdir.display().to_string(),
+        head: head.clone(),
+    };
+    if let Err(e) = journal.append(&event) {
+        eprintln!("error: cannot write the journal: {e}");
+        return EXIT_USAGE;
+    }
+    let mut state = RunState::default();
+    state.apply(&event);
+    eprintln!(
+        "run {} of {} ({})",
+        dir.id(),
+        runbook.name,
+        dir.path().display()
+    );
+    let file = args.file.clone();
+    drive(
+        checked,
+        dir,
+        journal,
+        redactor,
+        secrets,
+        params,
+        workdir,
+        options(&args.drive),
+        state,
+        lock,
+        &file,
+        spec,
+        head,
+        started,
+    )
+}
+
+/// `runbook resume RUN`.
+pub fn resume(args: ResumeArgs) -> i32 {
+    let root = match records_root() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = match find_run(&root, &args.run) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let lock = match RunLock::acquire(dir.lock_file()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (state, file, started) = match load_state(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(status) = &state.finished {
+        eprintln!("run {} already finished: {status}", dir.id());
+        return if status == "succeeded" {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        };
+    }
+    let (checked, map) = match load_checked(&file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spec = spec_files(&checked, &map);
+    if let Some(changed) = changed_source(&state.spec, &spec) {
+        eprintln!("error: {changed} changed since run {} started; a run resumes only with the exact spec it started with (restore the file, or start a new run)", dir.id());
+        return EXIT_USAGE;
+    }
+    let secrets = match run::secret_values(checked.runbook()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let redactor = Arc::new(Redactor::new(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ));
+    let journal = match Journal::open_append(dir.events()) {
+        Ok(j) => j.with_redactor((*redactor).clone()),
+        Err(e) => {
+            eprintln!("error: cannot open {}: {e}", dir.events().display());
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(e) = journal.append(&Event::RunResumed {
+        time: now(),
+        pid: std::process::id(),
+    }) {
+        eprintln!("error: cannot write the journal: {e}");
+        return EXIT_USAGE;
+    }
+    let in_flight = state.in_flight();
+    if !in_flight.is_empty() {
+        let names: Vec<String> = in_flight
+            .iter()
+            .map(|(n, a)| format!("{n} (attempt {a})"))
+            .collect();
+        eprintln!("re-running what was in flight: {}", names.join(", "));
+    }
+    eprintln!("resuming run {} of {}", dir.id(), checked.runbook().name);
+    let params = state.params.clone();
+    let workdir = PathBuf::from(&state.workdir);
+    let head = git_head(&workdir);
+    drive(
+        checked,
+        dir,
+        journal,
+        redactor,
+        secrets,
+        params,
+        workdir,
+        options(&args.drive),
+        state,
+        lock,
+        &file,
+        spec,
+        head,
+        started,
+    )
+}
+
+/// The state of a run, its runbook file and start time, from its journal.
+pub fn load_state(dir: &RunDir) -> Result<(RunState, PathBuf, String), String> {
+    let contents = read_events::<Event>(dir.events())
+        .map_err(|e| format!("cannot read {}: {e}", dir.events().display()))?;
+    let mut file = None;
+    let mut started = String::new();
+    for e in &contents.events {
+        if let Event::RunStarted { file: f, time, .. } = e {
+            file = Some(PathBuf::from(f));
+            started = time.clone();
+        }
+    }
+    let file =
+        file.ok_or_else(|| format!("{} has no run_started event", dir.events().display()))?;
+    Ok((RunState::from_events(&contents.events), file, started))
+}
+
+fn changed_source(before: &[SpecFile], now: &[SpecFile]) -> Option<String> {
+    for b in before {
+        match now.iter().find(|n| n.path == b.path) {
+            Some(n) if n.sha256 == b.sha256 => {}
+            _ => return Some(b.path.clone()),
+        }
+    }
+    now.iter()
+        .find(|n| !before.iter().any(|b| b.path == n.path))
+        .map(|n| n.path.clone())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    checked: CheckedRunbook,
+    dir: RunDir,
+    journal: Journal,
+    redactor: Arc<Redactor>,
+    secrets: std::collections::HashMap<String, String>,
+    params: serde_json::Value,
+    workdir: PathBuf,
+    options: Options,
+    mut state: RunState,
+    lock: RunLock,
+    file: &Path,
+    spec: Vec<SpecFile>,
+    head: Option<String>,
+    started: String,
+) -> i32 {
+    let runbook = checked.runbook();
+    let context = Context {
+        params: params.clone(),
+        run_id: dir.id().to_string(),
+        run_dir: dir.path().display().to_string(),
+        name: runbook.name.clone(),
+        version: runbook.version.clone().unwrap_or_default(),
+        title: runbook.title.clone().unwrap_or_default(),
+    };
+    let mut views = run::views_from_records(&dir, &state);
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let progress = run::progress::Progress::new(options.live, redactor.clone());
+    let session = Arc::new(Session {
+        checked,
+        dir,
+        journal,
+        filter: Arc::new(run::RedactingFilter(redactor.clone())),
+        redactor,
+        context,
+        renderer: Renderer::default(),
+        workdir,
+        base_env: run::base_environment(),
+        secrets,
+        options,
+        cancel,
+        cancel_tx,
+        progress,
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let outcome = run::scheduler::drive(session.clone(), &mut state, &mut views).await;
+        // Every event must be on disk before the process reports anything.
+        let last = session.journal.last_seq();
+        let synced = session.journal.durable(last).await;
+        (outcome, synced)
+    });
+    session.progress.finish();
+    let id = session.dir.id().to_string();
+    let (outcome, synced) = result;
+    if let Err(e) = synced {
+        eprintln!("error: the journal could not be written: {e}");
+        return EXIT_FAILED;
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let status = match &outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Rejected { .. } => "rejected",
+        Outcome::Suspended(_) => "suspended",
+        Outcome::Interrupted => "interrupted",
+    };
+    let ended = matches!(
+        outcome,
+        Outcome::Succeeded | Outcome::Failed { .. } | Outcome::Rejected { .. }
+    )
+    .then(now);
+    let meta = RunMeta {
+        file,
+        spec: &spec,
+        params: &params,
+        workdir: &session.workdir,
+        head: head.as_deref(),
+        started: &started,
+    };
+    write_run_json(
+        &session.dir,
+        &session.checked,
+        &meta,
+        status,
+        ended.as_deref(),
+    );
+    drop(lock);
+    let (ok, failed) = session.progress.counts();
+    match outcome {
+        Outcome::Succeeded => {
+            eprintln!("run {id} succeeded ({ok} steps run in this session)");
+            EXIT_OK
+        }
+        Outcome::Failed {
+            reason,
+            rollback_ok,
+        }
+        | Outcome::Rejected {
+            reason,
+            rollback_ok,
+        } => {
+            eprintln!(
+                "run {id} {status}: {}",
+                session.redactor.redact_str(&reason)
+            );
+            if !rollback_ok {
+                eprintln!("ROLLBACK INCOMPLETE: at least one compensation failed; see `runbook show {id}`");
+            }
+            let _ = failed;
+            EXIT_FAILED
+        }
+        Outcome::Suspended(waiting) => {
+            eprintln!("run {id} suspended, waiting for: {}", waiting.join(", "));
+            for w in &waiting {
+                eprintln!(
+                    "  decide:  runbook approve {id} {w}   (or --reject, or --revise \"comment\")"
+                );
+            }
+            eprintln!("  then:    runbook resume {id}");
+            EXIT_SUSPENDED
+        }
+        Outcome::Interrupted => {
+            eprintln!("run {id} interrupted; continue with: runbook resume {id}");
+            EXIT_INTERRUPTED
+        }
+    }
+}
+
+/// `runbook rollback RUN`.
+pub fn rollback(args: RollbackArgs) -> i32 {
+    let root = match records_root() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = match find_run(&root, &args.run) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let _lock = match RunLock::acquire(dir.lock_file()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (state, file, _) = match load_state(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if state.rolled_back {
+        eprintln!(
+            "error: run {} was already rolled back (see `runbook show {}`)",
+            dir.id(),
+            dir.id()
+        );
+        return EXIT_USAGE;
+    }
+    if state.finished.as_deref() == Some("succeeded") {
+        eprintln!(
+            "error: run {} succeeded; `rollback` undoes suspended, interrupted or failed runs",
+            dir.id()
+        );
+        return EXIT_USAGE;
+    }
+    let (checked, _map) = match load_checked(&file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let secrets = run::secret_values(checked.runbook()).unwrap_or_default();
+    let redactor = Arc::new(Redactor::new(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ));
+    let journal = match Journal::open_append(dir.events()) {
+        Ok(j) => j.with_redactor((*redactor).clone()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let runbook = checked.runbook();
+    let context = Context {
+        params: state.params.clone(),
+        run_id: dir.id().to_string(),
+        run_dir: dir.path().display().to_string(),
+        name: runbook.name.clone(),
+        version: runbook.version.clone().unwrap_or_default(),
+        title: runbook.title.clone().unwrap_or_default(),
+    };
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let session = Session {
+        progress: run::progress::Progress::new(false, redactor.clone()),
+        checked,
+        dir,
+        journal,
+        filter: Arc::new(run::RedactingFilter(redactor.clone())),
+        redactor,
+        context,
+        renderer: Renderer::default(),
+        workdir: PathBuf::from(&state.workdir),
+        base_env: run::base_environment(),
+        secrets,
+        options: Options {
+            jobs: 1,
+            interactive: false,
+            approve: vec![],
+            approve_all: false,
+            verbose: false,
+            identity: String::new(),
+            live: false,
+        },
+        cancel,
+        cancel_tx,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let identity = crate::run::checkpoint::default_identity();
+    let result = runtime.block_on(async {
+        let ok = run::rollback::run(
+            &session,
+            &state,
+            &format!("requested by {identity} with `runbook rollback`"),
+        )
+        .await?;
+        session
+            .journal
+            .append(&Event::RunFinished {
+                time: now(),
+                status: "rolled_back".into(),
+            })
+            .map_err(|e| e.to_string())?;
+        session
+            .journal
+            .durable(session.journal.last_seq())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<bool, String>(ok)
+    });
+    match result {
+        Ok(true) => {
+            eprintln!("run {} rolled back", session.dir.id());
+            EXIT_OK
+        }
+        Ok(false) => {
+            eprintln!(
+                "ROLLBACK INCOMPLETE for run {}: at least one compensation failed",
+                session.dir.id()
+            );
+            EXIT_FAILED
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}

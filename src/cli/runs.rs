@@ -1,0 +1,307 @@
+//! `runbook runs` and `runbook show RUN [STEP]`: the audit trail.
+
+use super::run::{find_run, records_root};
+use super::{EXIT_OK, EXIT_USAGE};
+use crate::record::journal::read_events;
+use crate::record::run_dir::{list_runs, RunDir};
+use crate::run::event::Event;
+
+/// Arguments of `runbook show`.
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// The run id (or a unique prefix).
+    run: String,
+    /// Show only this step or checkpoint.
+    step: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: ShowFormat,
+}
+
+/// Output format of `show`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowFormat {
+    /// A timeline for people.
+    Text,
+    /// The events and per-attempt results as JSON.
+    Json,
+}
+
+/// Summary of one run, from its journal.
+struct Summary {
+    runbook: String,
+    status: String,
+    started: String,
+    ended: Option<String>,
+}
+
+fn summarize(events: &[Event]) -> Summary {
+    let mut s = Summary {
+        runbook: String::new(),
+        status: "running".into(),
+        started: String::new(),
+        ended: None,
+    };
+    for e in events {
+        match e {
+            Event::RunStarted { runbook, time, .. } => {
+                s.runbook = runbook.clone();
+                s.started = time.clone();
+            }
+            Event::RunSuspended { .. } => s.status = "suspended".into(),
+            Event::RunInterrupted { .. } => s.status = "interrupted".into(),
+            Event::RunResumed { .. } | Event::StepStarted { .. } => s.status = "running".into(),
+            Event::RunFinished { status, time } => {
+                s.status = status.clone();
+                s.ended = Some(time.clone());
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn seconds_between(a: &str, b: &str) -> Option<f64> {
+    let parse = |t: &str| -> Option<f64> {
+        // YYYY-MM-DDTHH:MM:SS.mmmZ: same-day differences are enough for a listing, and
+        // runs over midnight go through the day count.
+        let (date, time) = t.split_once('T')?;
+        let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
+        let time = time.trim_end_matches('Z');
+        let parts: Vec<f64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+        if d.len() != 3 || parts.len() != 3 {
+            return None;
+        }
+        let days = d[0] * 372 + d[1] * 31 + d[2];
+        Some(days as f64 * 86_400.0 + parts[0] * 3600.0 + parts[1] * 60.0 + parts[2])
+    };
+    Some(parse(b)? - parse(a)?)
+}
+
+/// `runbook runs`.
+pub fn list() -> i32 {
+    let root = match records_root() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let runs = list_runs(&root);
+    if runs.is_empty() {
+        eprintln!(
+            "no runs under {}",
+            crate::record::run_dir::runs_dir(&root).display()
+        );
+        return EXIT_OK;
+    }
+    println!(
+        "{:<18} {:<24} {:<12} {:<25} {:>9}",
+        "RUN", "RUNBOOK", "STATUS", "STARTED", "DURATION"
+    );
+    for id in runs {
+        let Ok(dir) = RunDir::open(&root, id.clone()) else {
+            continue;
+        };
+        let events = read_events::<Event>(dir.events())
+            .map(|c| c.events)
+            .unwrap_or_default();
+        let s = summarize(&events);
+        let duration = s
+            .ended
+            .as_deref()
+            .and_then(|e| seconds_between(&s.started, e))
+            .map(|d| format!("{d:.1}s"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<18} {:<24} {:<12} {:<25} {:>9}",
+            id.as_str(),
+            s.runbook,
+            s.status,
+            s.started,
+            duration
+        );
+    }
+    EXIT_OK
+}
+
+/// `runbook show RUN [STEP]`.
+pub fn show(args: ShowArgs) -> i32 {
+    let root = match records_root() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = match find_run(&root, &args.run) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let events = match read_events::<Event>(dir.events()) {
+        Ok(c) => c.events,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", dir.events().display());
+            return EXIT_USAGE;
+        }
+    };
+    let concerns = |e: &Event| -> bool {
+        let Some(step) = &args.step else { return true };
+        match e {
+            Event::StepStarted { step: s, .. }
+            | Event::StepFinished { step: s, .. }
+            | Event::StepSkipped { step: s, .. } => s == step,
+            Event::CheckpointAsked { checkpoint, .. }
+            | Event::CheckpointDecided { checkpoint, .. } => checkpoint == step,
+            Event::RollbackAction { scope, .. } => scope == &format!("step {step}"),
+            Event::NodesReset { nodes, .. } => nodes.contains(step),
+            _ => false,
+        }
+    };
+    let selected: Vec<&Event> = events.iter().filter(|e| concerns(e)).collect();
+    if args.format == ShowFormat::Json {
+        let s = summarize(&events);
+        let results: Vec<serde_json::Value> = selected
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepFinished { step, attempt, .. } => {
+                    let path = dir.step_attempt_dir(step, *attempt).result_json();
+                    std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                }
+                _ => None,
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "run_id": dir.id().as_str(),
+            "runbook": s.runbook,
+            "status": s.status,
+            "started": s.started,
+            "ended": s.ended,
+            "events": selected,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return EXIT_OK;
+    }
+    let s = summarize(&events);
+    println!(
+        "run {}  runbook {}  status {}  started {}",
+        dir.id(),
+        s.runbook,
+        s.status,
+        s.started
+    );
+    println!("records: {}", dir.path().display());
+    for e in selected {
+        let line = match e {
+            Event::RunStarted {
+                time, file, head, ..
+            } => format!(
+                "{time}  started {file}{}",
+                head.as_deref()
+                    .map(|h| format!(" at {}", &h[..h.len().min(12)]))
+                    .unwrap_or_default()
+            ),
+            Event::RunResumed { time, pid } => format!("{time}  resumed (pid {pid})"),
+            Event::StepStarted {
+                time,
+                step,
+                attempt,
+                agent,
+                prompt_sha256,
+            } => format!(
+                "{time}  ▶ {step} attempt {attempt} by {agent} (prompt sha256 {})",
+                &prompt_sha256[..12.min(prompt_sha256.len())]
+            ),
+            Event::StepFinished {
+                time,
+                step,
+                attempt,
+                ok,
+                reason,
+                duration_ms,
+                retry,
+                ..
+            } => {
+                let what = if *ok {
+                    "✓ succeeded".to_string()
+                } else if *retry {
+                    "↻ check failed, retrying".to_string()
+                } else {
+                    "✗ failed".to_string()
+                };
+                let why = reason
+                    .as_deref()
+                    .and_then(|r| r.lines().next())
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                format!(
+                    "{time}  {what} {step} attempt {attempt} in {:.1}s{why}",
+                    *duration_ms as f64 / 1000.0
+                )
+            }
+            Event::StepSkipped { time, step, reason } => {
+                format!("{time}  - {step} skipped: {reason}")
+            }
+            Event::CheckpointAsked {
+                time,
+                checkpoint,
+                escalation,
+                ..
+            } => format!(
+                "{time}  ? {} {checkpoint} waits for a decision",
+                if *escalation {
+                    "escalated step"
+                } else {
+                    "checkpoint"
+                }
+            ),
+            Event::CheckpointDecided {
+                time,
+                checkpoint,
+                decision,
+                by,
+                comment,
+                preapproved,
+                ..
+            } => format!(
+                "{time}  ! {checkpoint}: {decision:?} by {by}{}{}",
+                if *preapproved { " (pre-approved)" } else { "" },
+                comment
+                    .as_deref()
+                    .map(|c| format!(": \"{c}\""))
+                    .unwrap_or_default()
+            ),
+            Event::NodesReset {
+                time, cause, nodes, ..
+            } => format!("{time}  ↻ {cause} sends back {}", nodes.join(", ")),
+            Event::RunSuspended { time, waiting } => {
+                format!("{time}  ⏸ suspended, waiting for {}", waiting.join(", "))
+            }
+            Event::RollbackStarted { time, reason } => format!("{time}  ↩ rollback: {reason}"),
+            Event::RollbackAction {
+                time,
+                scope,
+                command,
+                ok,
+                ..
+            } => format!(
+                "{time}  ↩ {scope}: {command} {}",
+                if *ok { "ok" } else { "FAILED" }
+            ),
+            Event::RollbackFinished { time, ok } => format!(
+                "{time}  ↩ rollback {}",
+                if *ok { "complete" } else { "INCOMPLETE" }
+            ),
+            Event::RunInterrupted { time } => format!("{time}  interrupted"),
+            Event::RunFinished { time, status } => format!("{time}  finished: {status}"),
+        };
+        println!("{line}");
+    }
+    EXIT_OK
+}

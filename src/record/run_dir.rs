@@ -1,0 +1,369 @@
+//! The layout of one run's directory, `.runbook/runs/<run-id>/`, and the
+//! crash-safe ways files get into it.
+//!
+//! ```text
+//! .runbook/runs/<run-id>/
+//!   run.json                      written atomically (write_atomic)
+//!   events.jsonl                  the append-only journal
+//!   lock                          flock'd by the driving process
+//!   spec/<sha256>-<basename>      exact sources, content-addressed
+//!   steps/<step>/<attempt>/       prompt.md, stdout.log, stderr.log, result.json
+//! ```
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::run_id::RunId;
+use super::sha256_hex;
+
+/// Directory, relative to the project root, that holds every run.
+pub const RUNS_DIR: &str = ".runbook/runs";
+
+/// Path of the directory holding every run under `root`.
+pub fn runs_dir(root: &Path) -> PathBuf {
+    root.join(RUNS_DIR)
+}
+
+/// Ids of the runs recorded under `root`, oldest first; a missing or
+/// unreadable runs directory lists as empty.
+pub fn list_runs(root: &Path) -> Vec<RunId> {
+    let Ok(entries) = fs::read_dir(runs_dir(root)) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<RunId> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let id: RunId = name.parse().ok()?;
+            // Only canonical spellings: a lowercase lookalike directory is not
+            // the run that `RunDir::open` would find for that id.
+            (id.as_str() == name).then_some(id)
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The paths of one run directory, `.runbook/runs/<run-id>/` under a root.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    id: RunId,
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the directory for a new run; fails if the run already exists.
+    pub fn create(root: &Path, id: RunId) -> io::Result<RunDir> {
+        let runs = runs_dir(root);
+        fs::create_dir_all(&runs)?;
+        let path = runs.join(id.as_str());
+        fs::create_dir(&path)?;
+        fs::create_dir(path.join("steps"))?;
+        fs::create_dir(path.join("spec"))?;
+        // Make the new entries durable: a journal fsync'd inside a directory
+        // whose own entry was lost to a crash is still lost.
+        sync_dir(&path)?;
+        sync_dir(&runs)?;
+        Ok(RunDir { id, path })
+    }
+
+    /// Opens the directory of an existing run; fails if there is none.
+    pub fn open(root: &Path, id: RunId) -> io::Result<RunDir> {
+        let path = runs_dir(root).join(id.as_str());
+        if !fs::metadata(&path)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a run directory", path.display()),
+            ));
+        }
+        Ok(RunDir { id, path })
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &RunId {
+        &self.id
+    }
+
+    /// The run directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `run.json`: the run's summary, always replaced atomically.
+    pub fn run_json(&self) -> PathBuf {
+        self.path.join("run.json")
+    }
+
+    /// `spec/`: the exact sources the run was started from.
+    pub fn spec_dir(&self) -> PathBuf {
+        self.path.join("spec")
+    }
+
+    /// `events.jsonl`: the append-only audit journal.
+    pub fn events(&self) -> PathBuf {
+        self.path.join("events.jsonl")
+    }
+
+    /// `lock`: flock'd by the process driving the run.
+    pub fn lock_file(&self) -> PathBuf {
+        self.path.join("lock")
+    }
+
+    /// `steps/`: one subdirectory per step.
+    pub fn steps_dir(&self) -> PathBuf {
+        self.path.join("steps")
+    }
+
+    /// `steps/<step>/<attempt>/` for one attempt of a step (not created yet).
+    pub fn step_attempt_dir(&self, step: &str, attempt: u32) -> StepAttemptDir {
+        StepAttemptDir {
+            path: self
+                .steps_dir()
+                .join(path_component(step))
+                .join(attempt.to_string()),
+        }
+    }
+
+    /// Stores the exact source bytes as `spec/<sha256>-<basename>`, returning the sha256 hex.
+    ///
+    /// Content addressing makes storing the same source twice (e.g. on
+    /// resume) a no-op and lets a resume verify the spec has not changed.
+    pub fn store_spec(&self, relative_name: &str, bytes: &[u8]) -> io::Result<String> {
+        let sha = sha256_hex(bytes);
+        let base = Path::new(relative_name)
+            .file_name()
+            .and_then(OsStr::to_str)
+            .map_or_else(|| "spec".to_owned(), path_component);
+        let dir = self.spec_dir();
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(format!("{sha}-{base}"));
+        if !dest.exists() {
+            write_atomic(&dest, bytes)?;
+        }
+        Ok(sha)
+    }
+}
+
+/// The files of one step attempt, `steps/<step>/<attempt>/`.
+#[derive(Debug, Clone)]
+pub struct StepAttemptDir {
+    path: PathBuf,
+}
+
+impl StepAttemptDir {
+    /// Creates the directory (and its parents) if missing.
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.path)
+    }
+
+    /// The attempt directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `prompt.md`: the rendered prompt given to the agent.
+    pub fn prompt(&self) -> PathBuf {
+        self.path.join("prompt.md")
+    }
+
+    /// `stdout.log`: the step's (redacted) standard output.
+    pub fn stdout(&self) -> PathBuf {
+        self.path.join("stdout.log")
+    }
+
+    /// `stderr.log`: the step's (redacted) standard error.
+    pub fn stderr(&self) -> PathBuf {
+        self.path.join("stderr.log")
+    }
+
+    /// `result.json`: the attempt's outcome, written atomically.
+    pub fn result_json(&self) -> PathBuf {
+        self.path.join("result.json")
+    }
+}
+
+/// Writes `bytes` to `path` so that readers (and a crash) see either the old
+/// file or the complete new one, never a half-written file.
+///
+/// Writes a temporary file in the same directory, fsyncs it, renames it over
+/// `path` (atomic within one filesystem), then fsyncs the directory so the
+/// rename itself survives a crash.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Distinguishes concurrent writers of the same file within this process.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        // Best effort: do not leave temp litter behind; the original error matters more.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsyncs a directory so entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Makes a name safe as a single path component, injectively: bytes outside
+/// `[A-Za-z0-9._-]` become `%XX`, and so do the dots of `.`/`..`.
+fn path_component(name: &str) -> String {
+    if name.is_empty() {
+        // A bare `%` is never produced for a non-empty name (`%` encodes as `%25`).
+        return "%".to_owned();
+    }
+    let only_dots = name.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        let keep = (b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            && !(only_dots && b == b'.');
+        if keep {
+            out.push(char::from(b));
+        } else {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> RunId {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn layout_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path(), id("01ARZ3NDEKTSV4RR")).unwrap();
+        let base = root.path().join(".runbook/runs/01ARZ3NDEKTSV4RR");
+        assert_eq!(run.path(), base);
+        assert_eq!(run.run_json(), base.join("run.json"));
+        assert_eq!(run.events(), base.join("events.jsonl"));
+        assert_eq!(run.lock_file(), base.join("lock"));
+        assert_eq!(run.spec_dir(), base.join("spec"));
+        assert!(run.spec_dir().is_dir() && run.steps_dir().is_dir());
+
+        let attempt = run.step_attempt_dir("build", 2);
+        assert_eq!(attempt.path(), base.join("steps/build/2"));
+        assert_eq!(attempt.prompt(), base.join("steps/build/2/prompt.md"));
+        assert_eq!(attempt.stdout(), base.join("steps/build/2/stdout.log"));
+        assert_eq!(attempt.stderr(), base.join("steps/build/2/stderr.log"));
+        assert_eq!(
+            attempt.result_json(),
+            base.join("steps/build/2/result.json")
+        );
+        attempt.create().unwrap();
+        assert!(attempt.path().is_dir());
+    }
+
+    #[test]
+    fn create_twice_fails_open_finds_it() {
+        let root = tempfile::tempdir().unwrap();
+        let rid = RunId::generate();
+        RunDir::create(root.path(), rid.clone()).unwrap();
+        let err = RunDir::create(root.path(), rid.clone()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let opened = RunDir::open(root.path(), rid.clone()).unwrap();
+        assert_eq!(opened.id(), &rid);
+        assert!(RunDir::open(root.path(), RunId::generate()).is_err());
+    }
+
+    #[test]
+    fn list_runs_sorted_and_filtered() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(list_runs(root.path()).is_empty());
+        let ids: Vec<RunId> = (0..5).map(|_| RunId::generate()).collect();
+        for rid in ids.iter().rev() {
+            RunDir::create(root.path(), rid.clone()).unwrap();
+        }
+        let runs = runs_dir(root.path());
+        fs::create_dir(runs.join("not-a-run")).unwrap();
+        fs::create_dir(runs.join(ids[0].as_str().to_lowercase())).unwrap();
+        fs::write(runs.join("01ARZ3NDEKTSV4RR"), b"a file, not a dir").unwrap();
+        assert_eq!(list_runs(root.path()), ids);
+    }
+
+    #[test]
+    fn step_names_cannot_escape() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path(), RunId::generate()).unwrap();
+        let steps = run.steps_dir();
+        for (name, comp) in [
+            ("../etc", "..%2Fetc"),
+            ("..", "%2E%2E"),
+            (".", "%2E"),
+            ("a b", "a%20b"),
+            ("fix[3]", "fix%5B3%5D"),
+            ("50%", "50%25"),
+            ("", "%"),
+            ("ok.step-1_x", "ok.step-1_x"),
+        ] {
+            assert_eq!(
+                run.step_attempt_dir(name, 1).path(),
+                steps.join(comp).join("1"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        write_atomic(&path, b"{\"v\":1}").unwrap();
+        write_atomic(&path, b"{\"v\":2}").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"v\":2}");
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert!(write_atomic(&dir.path().join("missing/x.json"), b"x").is_err());
+    }
+
+    #[test]
+    fn store_spec_is_content_addressed() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path(), RunId::generate()).unwrap();
+        let src = b"step build { run \"make\" }\n";
+        let sha = run.store_spec("runbooks/ci.rb", src).unwrap();
+        assert_eq!(sha, sha256_hex(src));
+        let stored = run.spec_dir().join(format!("{sha}-ci.rb"));
+        assert_eq!(fs::read(&stored).unwrap(), src);
+        assert_eq!(run.store_spec("runbooks/ci.rb", src).unwrap(), sha);
+        assert_eq!(fs::read_dir(run.spec_dir()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,312 @@
+//! Checkpoints: what a checkpoint shows, the hash a decision is bound to, and the
+//! interactive prompt.
+
+use super::context::StepView;
+use super::event::{now, Decision, Event};
+use super::Session;
+use crate::ir::{Checkpoint, NodeId, ShowItem};
+use crate::record::sha256_hex;
+use std::collections::BTreeMap;
+
+/// How much of each shown file or output is displayed.
+const SHOW_CAP: usize = 32 * 1024;
+
+/// What the scheduler does next at a checkpoint.
+#[derive(Debug)]
+pub enum Action {
+    /// Approved: go on.
+    Proceed,
+    /// No decision yet: wait (suspend when nothing else can run).
+    Wait,
+    /// Rejected: roll back.
+    Reject(String),
+    /// Re-run the revise step with the comment.
+    Revise {
+        /// The step to re-run.
+        target: NodeId,
+        /// The reviewer's comment.
+        comment: String,
+    },
+}
+
+/// The text a checkpoint shows, and its sha256.
+pub fn content(
+    session: &Session,
+    node: NodeId,
+    steps: &BTreeMap<String, StepView>,
+) -> (String, String) {
+    let runbook = session.checked.runbook();
+    let n = runbook.node(node);
+    let cp = n.checkpoint().expect("a checkpoint");
+    let mut text = String::new();
+    text.push_str(&format!(
+        "checkpoint {}: {}\n",
+        n.name,
+        n.title.as_deref().unwrap_or("")
+    ));
+    if let Some(ask) = &cp.ask {
+        match session.renderer.render(ask, &session.context, steps, 1, "") {
+            Ok(q) => text.push_str(&format!("question: {q}\n")),
+            Err(e) => text.push_str(&format!("question: (cannot render: {e})\n")),
+        }
+    }
+    for item in &cp.show {
+        match item {
+            ShowItem::Path(p, _) => {
+                let path = session.workdir.join(p);
+                text.push_str(&format!("\n── {p} ──\n"));
+                match std::fs::read(&path) {
+                    Ok(bytes) => text.push_str(&cap(&String::from_utf8_lossy(&bytes))),
+                    Err(e) => text.push_str(&format!("(cannot read: {e})\n")),
+                }
+            }
+            ShowItem::Diff(_) => {
+                text.push_str("\n── diff ──\n");
+                text.push_str(&cap(&diff(&session.workdir)));
+            }
+            ShowItem::StepValue {
+                node: Some(id),
+                field,
+                ..
+            } => {
+                let name = &runbook.node(*id).name;
+                text.push_str(&format!("\n── steps.{name}.{field} ──\n"));
+                let view = steps.get(name).cloned().unwrap_or_default();
+                let value = match field.as_str() {
+                    "files" => view.files.join("\n"),
+                    "status" => view.status,
+                    _ => view.output,
+                };
+                text.push_str(&cap(&value));
+            }
+            ShowItem::StepValue { node: None, .. } => {}
+        }
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    let redacted = session.redactor.redact_str(&text);
+    let sha = sha256_hex(text.as_bytes());
+    (redacted, sha)
+}
+
+fn cap(s: &str) -> String {
+    if s.len() <= SHOW_CAP {
+        return s.to_string();
+    }
+    let mut end = SHOW_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… ({} more bytes)\n", &s[..end], s.len() - end)
+}
+
+/// The working tree's changes, from git when it is a repository.
+fn diff(workdir: &std::path::Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["diff", "--stat", "--patch", "HEAD", "--"])
+        .current_dir(workdir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            if text.trim().is_empty() {
+                "(no changes)\n".into()
+            } else {
+                text
+            }
+        }
+        _ => "(not a git repository: no diff to show)\n".into(),
+    }
+}
+
+/// Who is deciding: `--as`, else RUNBOOK_USER, else USER.
+pub fn default_identity() -> String {
+    std::env::var("RUNBOOK_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Turns a recorded decision into an action.
+pub fn act(cp: &Checkpoint, decision: Decision, comment: Option<String>) -> Action {
+    match decision {
+        Decision::Approve | Decision::Skip => Action::Proceed,
+        Decision::Reject => {
+            Action::Reject(comment.unwrap_or_else(|| "rejected at the checkpoint".into()))
+        }
+        Decision::Revise => match cp.revise {
+            Some((target, _)) => Action::Revise {
+                target,
+                comment: comment.unwrap_or_default(),
+            },
+            None => Action::Reject(
+                "revise requested, but the checkpoint names no step to revise".into(),
+            ),
+        },
+    }
+}
+
+/// Decides a checkpoint now: a recorded decision bound to this content, a
+/// pre-approval, the terminal, or nothing yet.
+pub fn decide(
+    session: &Session,
+    state: &super::state::RunState,
+    node: NodeId,
+    steps: &BTreeMap<String, StepView>,
+) -> Result<Action, String> {
+    let runbook = session.checked.runbook();
+    let n = runbook.node(node);
+    let cp = n.checkpoint().expect("a checkpoint");
+    let (text, sha) = content(session, node, steps);
+    if let Some(d) = state.decisions.get(&n.name) {
+        if d.content_sha256 == sha {
+            return Ok(act(cp, d.decision, d.comment.clone()));
+        }
+        session.progress.line(&format!(
+            "checkpoint {}: what it shows changed since {} decided; asking again",
+            n.name, d.by
+        ));
+    }
+    let journal = |e: Event| session.journal.append(&e).map_err(|e| e.to_string());
+    journal(Event::CheckpointAsked {
+        time: now(),
+        checkpoint: n.name.clone(),
+        content_sha256: sha.clone(),
+        escalation: false,
+    })?;
+    let pre = session.options.approve_all || session.options.approve.iter().any(|a| a == &n.name);
+    if pre {
+        let by = if session.options.approve_all {
+            "--approve-all"
+        } else {
+            "--approve"
+        };
+        journal(Event::CheckpointDecided {
+            time: now(),
+            checkpoint: n.name.clone(),
+            decision: Decision::Approve,
+            by: format!("{} ({by})", session.options.identity),
+            comment: None,
+            content_sha256: sha,
+            preapproved: true,
+        })?;
+        session
+            .progress
+            .line(&format!("✓ checkpoint {} pre-approved ({by})", n.name));
+        return Ok(Action::Proceed);
+    }
+    if !session.options.interactive {
+        return Ok(Action::Wait);
+    }
+    let (decision, comment) = session
+        .progress
+        .suspend(|| prompt(&n.name, n.title.as_deref(), &text, cp.revise.is_some()));
+    let (decision, comment) = match decision {
+        Some(d) => (d, comment),
+        None => return Ok(Action::Wait),
+    };
+    if !cp.approvers.is_empty() && !cp.approvers.contains(&session.options.identity) {
+        session.progress.line(&format!(
+            "{} may not decide checkpoint {} (approvers: {}); the run waits for them",
+            session.options.identity,
+            n.name,
+            cp.approvers.join(", ")
+        ));
+        return Ok(Action::Wait);
+    }
+    journal(Event::CheckpointDecided {
+        time: now(),
+        checkpoint: n.name.clone(),
+        decision,
+        by: session.options.identity.clone(),
+        comment: comment.clone(),
+        content_sha256: sha,
+        preapproved: false,
+    })?;
+    Ok(act(cp, decision, comment))
+}
+
+/// Asks on the terminal. `None` means "decide later" (suspend).
+fn prompt(
+    name: &str,
+    title: Option<&str>,
+    text: &str,
+    can_revise: bool,
+) -> (Option<Decision>, Option<String>) {
+    use dialoguer::{Input, Select};
+    let summary: String = text.lines().take(40).collect::<Vec<_>>().join("\n");
+    eprintln!(
+        "\n━━ checkpoint {name}{} ━━\n{summary}",
+        title.map(|t| format!(": {t}")).unwrap_or_default()
+    );
+    let mut items = vec!["approve", "reject (roll back and stop)"];
+    if can_revise {
+        items.push("revise (re-run the step with a comment)");
+    }
+    items.push("show everything");
+    items.push("decide later (suspend the run)");
+    loop {
+        let choice = Select::new()
+            .with_prompt("decision")
+            .items(&items)
+            .default(0)
+            .interact_opt();
+        let Ok(Some(i)) = choice else {
+            return (None, None);
+        };
+        match items[i] {
+            "approve" => return (Some(Decision::Approve), None),
+            "show everything" => eprintln!("{text}"),
+            "decide later (suspend the run)" => return (None, None),
+            item if item.starts_with("reject") => {
+                let c: String = Input::new()
+                    .with_prompt("reason (optional)")
+                    .allow_empty(true)
+                    .interact_text()
+                    .unwrap_or_default();
+                return (Some(Decision::Reject), (!c.is_empty()).then_some(c));
+            }
+            _ => {
+                let c: String = Input::new()
+                    .with_prompt("what should change")
+                    .interact_text()
+                    .unwrap_or_default();
+                return (Some(Decision::Revise), Some(c));
+            }
+        }
+    }
+}
+
+/// Asks what to do about a failed step (`on_failure escalate`).
+pub fn escalate_prompt(step: &str, reason: &str) -> (Option<Decision>, Option<String>) {
+    use dialoguer::{Input, Select};
+    eprintln!("\n━━ step {step} failed ━━\n{reason}");
+    let items = [
+        "retry",
+        "retry with a comment (feedback)",
+        "skip the step and go on",
+        "roll back and stop",
+        "decide later (suspend the run)",
+    ];
+    let Ok(Some(i)) = Select::new()
+        .with_prompt("decision")
+        .items(&items)
+        .default(0)
+        .interact_opt()
+    else {
+        return (None, None);
+    };
+    match i {
+        0 => (Some(Decision::Approve), None),
+        1 => {
+            let c: String = Input::new()
+                .with_prompt("feedback")
+                .interact_text()
+                .unwrap_or_default();
+            (Some(Decision::Revise), Some(c))
+        }
+        2 => (Some(Decision::Skip), None),
+        3 => (Some(Decision::Reject), None),
+        _ => (None, None),
+    }
+}

@@ -1,0 +1,485 @@
+//! The scheduler: walks the DAG on tokio, starting each step the moment its
+//! dependencies finish (at most `--jobs` at once), asking checkpoints, and deciding
+//! what a failure leads to.
+//!
+//! Group commit happens here: when steps finish together, their events are written
+//! by the journal's writer in one batch, and the scheduler waits for durability once
+//! before starting anything that depends on them.
+
+use super::checkpoint::{self, Action};
+use super::context::StepView;
+use super::event::{now, Decision, Event};
+use super::state::{NodeStatus, RunState};
+use super::step::{self, StepEnd, StepReport};
+use super::Session;
+use crate::ir::{GraphNode, NodeId, NodeKind, OnFailure};
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// How a drive of the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step finished.
+    Succeeded,
+    /// A step failed; compensations ran (`ok` tells whether all succeeded).
+    Failed {
+        /// Why.
+        reason: String,
+        /// Whether every compensation succeeded.
+        rollback_ok: bool,
+    },
+    /// A checkpoint was rejected; compensations ran.
+    Rejected {
+        /// Why.
+        reason: String,
+        /// Whether every compensation succeeded.
+        rollback_ok: bool,
+    },
+    /// Waiting for decisions.
+    Suspended(Vec<String>),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+enum Stop {
+    Failed(String),
+    Rejected(String),
+}
+
+/// Drives the run until it ends, suspends or is interrupted.
+pub async fn drive(
+    session: Arc<Session>,
+    state: &mut RunState,
+    steps: &mut BTreeMap<String, StepView>,
+) -> Result<Outcome, String> {
+    loop {
+        match pass(&session, state, steps).await? {
+            Some(outcome) => return Ok(outcome),
+            None => continue, // a revise reset nodes: walk the graph again
+        }
+    }
+}
+
+async fn pass(
+    session: &Arc<Session>,
+    state: &mut RunState,
+    steps: &mut BTreeMap<String, StepView>,
+) -> Result<Option<Outcome>, String> {
+    let runbook = session.checked.runbook();
+    let dag = &runbook.graph.dag;
+    let mut remaining: Vec<usize> = dag
+        .node_indices()
+        .map(|v| dag.edges_directed(v, Direction::Incoming).count())
+        .collect();
+    let mut ready: VecDeque<NodeIndex> = dag
+        .node_indices()
+        .filter(|v| remaining[v.index()] == 0)
+        .collect();
+    let mut queued: VecDeque<NodeId> = VecDeque::new();
+    let mut waiting: Vec<String> = Vec::new();
+    let mut stop: Option<Stop> = None;
+    let mut restart = false;
+    let mut interrupted = false;
+    let mut running = 0usize;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepReport>();
+    let jobs = session.options.jobs.max(1);
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+
+    loop {
+        // Start whatever is ready.
+        while let Some(v) = ready.pop_front() {
+            let id = match dag[v] {
+                GraphNode::Node(id) => id,
+                _ => {
+                    release(dag, v, &mut remaining, &mut ready);
+                    continue;
+                }
+            };
+            if stop.is_some() || restart || interrupted {
+                continue;
+            }
+            let node = runbook.node(id);
+            match (state.status(&node.name).clone(), &node.kind) {
+                (NodeStatus::Succeeded | NodeStatus::Skipped, _) => {
+                    release(dag, v, &mut remaining, &mut ready)
+                }
+                (NodeStatus::Failed { reason }, NodeKind::Step(s)) => {
+                    if s.on_failure == OnFailure::Continue {
+                        release(dag, v, &mut remaining, &mut ready);
+                    } else if let Some(d) = state.decisions.get(&node.name).cloned() {
+                        // An escalation decided while the run was suspended.
+                        match escalation_decision(session, state, id, d.decision, d.comment, &d.by)?
+                        {
+                            Some(s) => stop = Some(s),
+                            None => restart = true,
+                        }
+                    } else if s.on_failure == OnFailure::Escalate {
+                        waiting.push(node.name.clone());
+                    } else {
+                        stop = Some(Stop::Failed(format!("step {} failed: {reason}", node.name)));
+                    }
+                }
+                (_, NodeKind::Step(_)) => queued.push_back(id),
+                (_, NodeKind::Checkpoint(_)) => {
+                    let action = tokio::task::block_in_place(|| {
+                        checkpoint::decide(session, state, id, steps)
+                    })?;
+                    match action {
+                        Action::Proceed => {
+                            state.nodes.insert(node.name.clone(), NodeStatus::Approved);
+                            release(dag, v, &mut remaining, &mut ready);
+                        }
+                        Action::Wait => waiting.push(node.name.clone()),
+                        Action::Reject(reason) => {
+                            stop = Some(Stop::Rejected(format!(
+                                "checkpoint {} rejected: {reason}",
+                                node.name
+                            )))
+                        }
+                        Action::Revise { target, comment } => {
+                            revise(session, state, id, target, comment)?;
+                            restart = true;
+                        }
+                    }
+                }
+            }
+        }
+        while running < jobs && stop.is_none() && !restart && !interrupted {
+            let Some(id) = queued.pop_front() else { break };
+            let name = runbook.node(id).name.clone();
+            let first = next_attempt(session, &name);
+            let counted = state.finished_attempts.get(&name).copied().unwrap_or(0);
+            let feedback = state.feedback.get(&name).cloned().unwrap_or_default();
+            state
+                .nodes
+                .insert(name, NodeStatus::Running { attempt: first });
+            let tx = tx.clone();
+            let session = session.clone();
+            let view = steps.clone();
+            running += 1;
+            tokio::spawn(async move {
+                let report = step::run(session, id, first, counted, feedback, view).await;
+                let _ = tx.send(report);
+            });
+        }
+        if running == 0 {
+            break;
+        }
+        // Wait for the next completion, then take every one that is already there.
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                let _ = session.cancel_tx.send(true);
+                session.progress.line("interrupted: stopping running steps (resume with `runbook resume`)");
+                continue;
+            }
+        };
+        let mut reports: Vec<StepReport> = first.into_iter().collect();
+        while let Ok(r) = rx.try_recv() {
+            reports.push(r);
+        }
+        let durable = reports.iter().map(|r| r.seq).max().unwrap_or(0);
+        session
+            .journal
+            .durable(durable)
+            .await
+            .map_err(|e| e.to_string())?;
+        for report in reports {
+            running -= 1;
+            let node = runbook.node(report.node);
+            let v = runbook.graph.index(report.node);
+            match report.end {
+                StepEnd::Succeeded(view) => {
+                    state.nodes.insert(node.name.clone(), NodeStatus::Succeeded);
+                    state.completed.push(node.name.clone());
+                    steps.insert(node.name.clone(), view);
+                    release(dag, v, &mut remaining, &mut ready);
+                }
+                StepEnd::Skipped => {
+                    state.nodes.insert(node.name.clone(), NodeStatus::Skipped);
+                    steps.insert(
+                        node.name.clone(),
+                        StepView {
+                            status: "skipped".into(),
+                            ..Default::default()
+                        },
+                    );
+                    session.progress.step_skipped(&node.name, "`when` is false");
+                    release(dag, v, &mut remaining, &mut ready);
+                }
+                StepEnd::Failed(reason) => {
+                    state.nodes.insert(
+                        node.name.clone(),
+                        NodeStatus::Failed {
+                            reason: reason.clone(),
+                        },
+                    );
+                    steps.insert(
+                        node.name.clone(),
+                        StepView {
+                            status: "failed".into(),
+                            ..Default::default()
+                        },
+                    );
+                    let on_failure = node.step().map_or(OnFailure::Rollback, |s| s.on_failure);
+                    match on_failure {
+                        OnFailure::Continue => {
+                            session.progress.line(&format!(
+                                "✗ {} failed; going on (on_failure continue): {}",
+                                node.name,
+                                first_line(&reason)
+                            ));
+                            release(dag, v, &mut remaining, &mut ready);
+                        }
+                        OnFailure::Rollback => {
+                            if stop.is_none() {
+                                stop = Some(Stop::Failed(format!(
+                                    "step {} failed: {}",
+                                    node.name, reason
+                                )));
+                            }
+                        }
+                        OnFailure::Escalate => {
+                            let action = tokio::task::block_in_place(|| {
+                                escalate(session, state, report.node, &reason)
+                            })?;
+                            match action {
+                                Some(Ok(())) => restart = true,
+                                Some(Err(s)) => stop = Some(s),
+                                None => waiting.push(node.name.clone()),
+                            }
+                        }
+                    }
+                }
+                StepEnd::Interrupted => interrupted = true,
+                StepEnd::JournalError(e) => return Err(format!("cannot write the journal: {e}")),
+            }
+        }
+    }
+
+    if interrupted {
+        session
+            .journal
+            .append(&Event::RunInterrupted { time: now() })
+            .map_err(|e| e.to_string())?;
+        return Ok(Some(Outcome::Interrupted));
+    }
+    if let Some(stop) = stop {
+        let (reason, rejected) = match stop {
+            Stop::Failed(r) => (r, false),
+            Stop::Rejected(r) => (r, true),
+        };
+        let rollback_ok = super::rollback::run(session, state, &reason).await?;
+        let status = if rejected { "rejected" } else { "failed" };
+        session
+            .journal
+            .append(&Event::RunFinished {
+                time: now(),
+                status: status.into(),
+            })
+            .map_err(|e| e.to_string())?;
+        return Ok(Some(if rejected {
+            Outcome::Rejected {
+                reason,
+                rollback_ok,
+            }
+        } else {
+            Outcome::Failed {
+                reason,
+                rollback_ok,
+            }
+        }));
+    }
+    if restart {
+        return Ok(None);
+    }
+    if !waiting.is_empty() {
+        waiting.sort();
+        session
+            .journal
+            .append(&Event::RunSuspended {
+                time: now(),
+                waiting: waiting.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        return Ok(Some(Outcome::Suspended(waiting)));
+    }
+    session
+        .journal
+        .append(&Event::RunFinished {
+            time: now(),
+            status: "succeeded".into(),
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Outcome::Succeeded))
+}
+
+/// The next attempt number of a step: one past every attempt directory on disk, so a
+/// re-run (retry, revise, resume after a crash) never overwrites an earlier record.
+fn next_attempt(session: &Session, step: &str) -> u32 {
+    let dir = session.dir.step_attempt_dir(step, 1).path().to_path_buf();
+    let parent = dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::read_dir(parent)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+        + 1
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Marks `v` finished and queues the successors it was the last dependency of.
+fn release(
+    dag: &petgraph::graph::DiGraph<GraphNode, Option<crate::syntax::source::Location>>,
+    v: NodeIndex,
+    remaining: &mut [usize],
+    ready: &mut VecDeque<NodeIndex>,
+) {
+    for edge in dag.edges_directed(v, Direction::Outgoing) {
+        let t = edge.target();
+        remaining[t.index()] -= 1;
+        if remaining[t.index()] == 0 {
+            ready.push_back(t);
+        }
+    }
+}
+
+/// Resets the revise target and everything between it and the checkpoint.
+fn revise(
+    session: &Session,
+    state: &mut RunState,
+    checkpoint: NodeId,
+    target: NodeId,
+    comment: String,
+) -> Result<(), String> {
+    let runbook = session.checked.runbook();
+    let graph = &runbook.graph;
+    let before_checkpoint = graph.ancestors(checkpoint);
+    let mut nodes = vec![runbook.node(target).name.clone()];
+    for (i, n) in runbook.nodes.iter().enumerate() {
+        let id = NodeId(i as u32);
+        if id != target
+            && before_checkpoint[graph.index(id).index()]
+            && graph.is_ancestor(target, id)
+        {
+            nodes.push(n.name.clone());
+        }
+    }
+    nodes.push(runbook.node(checkpoint).name.clone());
+    let cp_name = runbook.node(checkpoint).name.clone();
+    let target_name = runbook.node(target).name.clone();
+    session.progress.line(&format!(
+        "↻ checkpoint {cp_name}: revising {target_name} with the reviewer's comment"
+    ));
+    let event = Event::NodesReset {
+        time: now(),
+        cause: cp_name,
+        nodes,
+        feedback: Some((target_name, format!("Reviewer's comment: {comment}"))),
+    };
+    session.journal.append(&event).map_err(|e| e.to_string())?;
+    state.apply(&event);
+    Ok(())
+}
+
+/// An `on_failure escalate` step failed: ask now, or wait. `Some(Ok)` = run again.
+fn escalate(
+    session: &Session,
+    state: &mut RunState,
+    step: NodeId,
+    reason: &str,
+) -> Result<Option<Result<(), Stop>>, String> {
+    let name = session.checked.runbook().node(step).name.clone();
+    let sha = crate::record::sha256_hex(reason.as_bytes());
+    session
+        .journal
+        .append(&Event::CheckpointAsked {
+            time: now(),
+            checkpoint: name.clone(),
+            content_sha256: sha.clone(),
+            escalation: true,
+        })
+        .map_err(|e| e.to_string())?;
+    if !session.options.interactive {
+        session.progress.line(&format!(
+            "✗ {name} failed and escalates to a human: {}",
+            first_line(reason)
+        ));
+        return Ok(None);
+    }
+    let (decision, comment) = session
+        .progress
+        .suspend(|| checkpoint::escalate_prompt(&name, reason));
+    let Some(decision) = decision else {
+        return Ok(None);
+    };
+    session
+        .journal
+        .append(&Event::CheckpointDecided {
+            time: now(),
+            checkpoint: name.clone(),
+            decision,
+            by: session.options.identity.clone(),
+            comment: comment.clone(),
+            content_sha256: sha,
+            preapproved: false,
+        })
+        .map_err(|e| e.to_string())?;
+    let by = session.options.identity.clone();
+    escalation_decision(session, state, step, decision, comment, &by).map(|r| {
+        Some(match r {
+            None => Ok(()),
+            Some(stop) => Err(stop),
+        })
+    })
+}
+
+/// Applies a decision about an escalated step. `None` = it runs again or is skipped.
+fn escalation_decision(
+    session: &Session,
+    state: &mut RunState,
+    step: NodeId,
+    decision: Decision,
+    comment: Option<String>,
+    by: &str,
+) -> Result<Option<Stop>, String> {
+    let name = session.checked.runbook().node(step).name.clone();
+    let event = match decision {
+        Decision::Reject => {
+            return Ok(Some(Stop::Failed(format!(
+                "step {name} failed and {by} chose to roll back"
+            ))))
+        }
+        Decision::Skip => Event::StepSkipped {
+            time: now(),
+            step: name.clone(),
+            reason: format!("skipped after failing, by {by}"),
+        },
+        Decision::Approve | Decision::Revise => Event::NodesReset {
+            time: now(),
+            cause: name.clone(),
+            nodes: vec![name.clone()],
+            feedback: comment.map(|c| (name.clone(), format!("Reviewer's comment: {c}"))),
+        },
+    };
+    session.journal.append(&event).map_err(|e| e.to_string())?;
+    state.apply(&event);
+    if matches!(decision, Decision::Skip) {
+        state.decisions.remove(&name);
+    }
+    Ok(None)
+}

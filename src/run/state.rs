@@ -1,0 +1,223 @@
+//! Run state, rebuilt from the journal alone: what finished, what was in flight, what
+//! waits for a decision, and the order things completed in (for rollback).
+
+use super::event::{Decision, Event};
+use std::collections::HashMap;
+
+/// Where a step or checkpoint stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// Not started.
+    Pending,
+    /// Started and not finished: in flight when the journal ends.
+    Running {
+        /// The attempt in flight.
+        attempt: u32,
+    },
+    /// Finished successfully.
+    Succeeded,
+    /// Failed after its last attempt.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Its `when` was false, or a human skipped it.
+    Skipped,
+    /// A checkpoint or escalation waits for a decision.
+    Asked {
+        /// sha256 of what was shown.
+        content_sha256: String,
+    },
+    /// A checkpoint was approved.
+    Approved,
+}
+
+impl NodeStatus {
+    /// The word used in templates (`steps.X.status`) and listings.
+    pub fn word(&self) -> &'static str {
+        match self {
+            NodeStatus::Pending => "pending",
+            NodeStatus::Running { .. } => "running",
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::Failed { .. } => "failed",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Asked { .. } => "waiting",
+            NodeStatus::Approved => "approved",
+        }
+    }
+}
+
+/// A decision recorded but not yet acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDecision {
+    /// What was decided.
+    pub decision: Decision,
+    /// Who decided.
+    pub by: String,
+    /// The comment.
+    pub comment: Option<String>,
+    /// What the decision is bound to.
+    pub content_sha256: String,
+}
+
+/// Everything known about a run from its journal.
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    /// Status of each node by name.
+    pub nodes: HashMap<String, NodeStatus>,
+    /// Attempts started per step (including interrupted ones).
+    pub attempts: HashMap<String, u32>,
+    /// Attempts that count toward `attempts N` (finished ones) per step.
+    pub finished_attempts: HashMap<String, u32>,
+    /// The feedback for a step's next attempt.
+    pub feedback: HashMap<String, String>,
+    /// Decisions waiting to be applied, by checkpoint (or escalated step).
+    pub decisions: HashMap<String, PendingDecision>,
+    /// Steps in the order they succeeded.
+    pub completed: Vec<String>,
+    /// Whether the run has ended, and how.
+    pub finished: Option<String>,
+    /// Whether a rollback started.
+    pub rolled_back: bool,
+    /// The params the run started with.
+    pub params: serde_json::Value,
+    /// The spec the run started with.
+    pub spec: Vec<super::event::SpecFile>,
+    /// The run's working directory.
+    pub workdir: String,
+}
+
+impl RunState {
+    /// Rebuilds the state from events in journal order.
+    pub fn from_events(events: &[Event]) -> RunState {
+        let mut s = RunState::default();
+        for event in events {
+            s.apply(event);
+        }
+        s
+    }
+
+    /// The status of a node.
+    pub fn status(&self, name: &str) -> &NodeStatus {
+        self.nodes.get(name).unwrap_or(&NodeStatus::Pending)
+    }
+
+    /// Steps that were in flight when the journal ended.
+    pub fn in_flight(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|(n, s)| match s {
+                NodeStatus::Running { attempt } => Some((n.clone(), *attempt)),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                params,
+                spec,
+                workdir,
+                ..
+            } => {
+                self.params = params.clone();
+                self.spec = spec.clone();
+                self.workdir = workdir.clone();
+            }
+            Event::RunResumed { .. }
+            | Event::RunInterrupted { .. }
+            | Event::RunSuspended { .. } => {}
+            Event::StepStarted { step, attempt, .. } => {
+                self.nodes
+                    .insert(step.clone(), NodeStatus::Running { attempt: *attempt });
+                self.attempts.insert(step.clone(), *attempt);
+                self.completed.retain(|c| c != step);
+            }
+            Event::StepFinished {
+                step,
+                ok,
+                reason,
+                retry,
+                ..
+            } => {
+                *self.finished_attempts.entry(step.clone()).or_default() += 1;
+                if *ok {
+                    self.nodes.insert(step.clone(), NodeStatus::Succeeded);
+                    self.completed.push(step.clone());
+                    self.feedback.remove(step);
+                } else if *retry {
+                    self.nodes.insert(step.clone(), NodeStatus::Pending);
+                    if let Some(r) = reason {
+                        self.feedback.insert(step.clone(), r.clone());
+                    }
+                } else {
+                    self.nodes.insert(
+                        step.clone(),
+                        NodeStatus::Failed {
+                            reason: reason.clone().unwrap_or_default(),
+                        },
+                    );
+                }
+            }
+            Event::StepSkipped { step, .. } => {
+                self.nodes.insert(step.clone(), NodeStatus::Skipped);
+            }
+            Event::CheckpointAsked {
+                checkpoint,
+                content_sha256,
+                ..
+            } => {
+                // A new question makes earlier answers stale.
+                self.decisions.remove(checkpoint);
+                self.nodes.insert(
+                    checkpoint.clone(),
+                    NodeStatus::Asked {
+                        content_sha256: content_sha256.clone(),
+                    },
+                );
+            }
+            Event::CheckpointDecided {
+                checkpoint,
+                decision,
+                by,
+                comment,
+                content_sha256,
+                ..
+            } => {
+                self.decisions.insert(
+                    checkpoint.clone(),
+                    PendingDecision {
+                        decision: *decision,
+                        by: by.clone(),
+                        comment: comment.clone(),
+                        content_sha256: content_sha256.clone(),
+                    },
+                );
+            }
+            Event::NodesReset {
+                cause,
+                nodes,
+                feedback,
+                ..
+            } => {
+                self.decisions.remove(cause);
+                for n in nodes {
+                    self.nodes.insert(n.clone(), NodeStatus::Pending);
+                    self.completed.retain(|c| c != n);
+                    self.finished_attempts.remove(n);
+                }
+                if let Some((step, text)) = feedback {
+                    self.feedback.insert(step.clone(), text.clone());
+                }
+            }
+            Event::RollbackStarted { .. } => self.rolled_back = true,
+            Event::RollbackAction { .. } | Event::RollbackFinished { .. } => {}
+            Event::RunFinished { status, .. } => self.finished = Some(status.clone()),
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! One step through its attempts: render, run the agent, run the `until` check, check
+//! `produces`, and record every attempt.
+
+use super::context::{StepView, OUTPUT_CAP};
+use super::event::{now, Event};
+use super::Session;
+use crate::agents::process::{run_process, ExitKind, ProcessOutcome, ProcessSpec};
+use crate::ir::{AgentKind, NodeId, Step};
+use crate::record::sha256_hex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a step ended.
+#[derive(Debug)]
+pub enum StepEnd {
+    /// It succeeded; its view for templates.
+    Succeeded(StepView),
+    /// It failed after its last attempt.
+    Failed(String),
+    /// `when` was false.
+    Skipped,
+    /// Interrupted (Ctrl-C): left in flight in the journal, to re-run on resume.
+    Interrupted,
+    /// The journal could not be written: the run cannot go on safely.
+    JournalError(String),
+}
+
+/// What the scheduler gets back.
+#[derive(Debug)]
+pub struct StepReport {
+    /// The step.
+    pub node: NodeId,
+    /// How it ended.
+    pub end: StepEnd,
+    /// The journal sequence number of its last event.
+    pub seq: u64,
+}
+
+struct AttemptResult {
+    ok: bool,
+    reason: Option<String>,
+    exit_code: Option<i32>,
+    output: String,
+    interrupted: bool,
+}
+
+/// Runs `node` from attempt `first_attempt`, with `feedback` for it.
+pub async fn run(
+    session: Arc<Session>,
+    node: NodeId,
+    first_attempt: u32,
+    counted: u32,
+    mut feedback: String,
+    steps: BTreeMap<String, StepView>,
+) -> StepReport {
+    let runbook = session.checked.runbook();
+    let n = runbook.node(node);
+    let step = n.step().expect("scheduled nodes that run are steps");
+    let mut seq = 0;
+    let journal = |e: Event| session.journal.append(&e).map_err(|e| e.to_string());
+
+    if let Some(when) = &step.when {
+        match session.renderer.condition(when, &session.context, &steps) {
+            Ok(true) => {}
+            Ok(false) => {
+                let e = Event::StepSkipped {
+                    time: now(),
+                    step: n.name.clone(),
+                    reason: format!("when \"{}\" is false", when.text),
+                };
+                return match journal(e) {
+                    Ok(s) => StepReport {
+                        node,
+                        end: StepEnd::Skipped,
+                        seq: s,
+                    },
+                    Err(e) => StepReport {
+                        node,
+                        end: StepEnd::JournalError(e),
+                        seq,
+                    },
+                };
+            }
+            Err(e) => {
+                return fail_without_attempt(
+                    &session,
+                    node,
+                    first_attempt,
+                    format!("cannot evaluate `when`: {e}"),
+                );
+            }
+        }
+    }
+
+    let total = step.until.as_ref().map_or(1, |u| u.attempts);
+    let mut attempt = first_attempt;
+    let mut used = counted;
+    loop {
+        used += 1;
+        let result = attempt_once(&session, node, step, attempt, &feedback, &steps).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return StepReport {
+                    node,
+                    end: StepEnd::JournalError(e),
+                    seq,
+                }
+            }
+        };
+        if result.0.interrupted {
+            return StepReport {
+                node,
+                end: StepEnd::Interrupted,
+                seq,
+            };
+        }
+        let (r, started, duration_ms) = result;
+        let _ = started;
+        let retry = !r.ok && used < total && step.until.is_some();
+        let e = Event::StepFinished {
+            time: now(),
+            step: n.name.clone(),
+            attempt,
+            ok: r.ok,
+            reason: r.reason.clone(),
+            exit_code: r.exit_code,
+            duration_ms,
+            retry,
+        };
+        match journal(e) {
+            Ok(s) => seq = s,
+            Err(e) => {
+                return StepReport {
+                    node,
+                    end: StepEnd::JournalError(e),
+                    seq,
+                }
+            }
+        }
+        session
+            .progress
+            .step_finished(&n.name, attempt, r.ok, retry, duration_ms);
+        if r.ok {
+            let view = StepView {
+                output: r.output,
+                files: Vec::new(),
+                status: "succeeded".into(),
+            };
+            return StepReport {
+                node,
+                end: StepEnd::Succeeded(view),
+                seq,
+            };
+        }
+        if !retry {
+            return StepReport {
+                node,
+                end: StepEnd::Failed(r.reason.unwrap_or_else(|| "failed".into())),
+                seq,
+            };
+        }
+        feedback = r.reason.unwrap_or_default();
+        attempt += 1;
+    }
+}
+
+fn fail_without_attempt(
+    session: &Session,
+    node: NodeId,
+    attempt: u32,
+    reason: String,
+) -> StepReport {
+    let n = session.checked.runbook().node(node);
+    let e = Event::StepFinished {
+        time: now(),
+        step: n.name.clone(),
+        attempt,
+        ok: false,
+        reason: Some(reason.clone()),
+        exit_code: None,
+        duration_ms: 0,
+        retry: false,
+    };
+    match session.journal.append(&e) {
+        Ok(seq) => StepReport {
+            node,
+            end: StepEnd::Failed(reason),
+            seq,
+        },
+        Err(e) => StepReport {
+            node,
+            end: StepEnd::JournalError(e.to_string()),
+            seq: 0,
+        },
+    }
+}
+
+/// The environment of an agent process: PATH, HOME, LANG, the agent's `env`, the run's variables.
+fn environment(
+    session: &Session,
+    agent: &crate::ir::Agent,
+    step: &str,
+    attempt: u32,
+    prompt_file: &std::path::Path,
+) -> Vec<(String, String)> {
+    let mut env = session.base_env.clone();
+    for name in &agent.permissions.env.value {
+        if let Some(value) = session.secrets.get(name) {
+            env.push((name.clone(), value.clone()));
+        } else if let Ok(value) = std::env::var(name) {
+            env.push((name.clone(), value));
+        }
+    }
+    env.push(("RUNBOOK_RUN_ID".into(), session.context.run_id.clone()));
+    env.push(("RUNBOOK_RUN_DIR".into(), session.context.run_dir.clone()));
+    env.push(("RUNBOOK_STEP".into(), step.to_string()));
+    env.push(("RUNBOOK_ATTEMPT".into(), attempt.to_string()));
+    env.push((
+        "RUNBOOK_PROMPT_FILE".into(),
+        prompt_file.display().to_string(),
+    ));
+    env
+}
+
+async fn attempt_once(
+    session: &Arc<Session>,
+    node: NodeId,
+    step: &Step,
+    attempt: u32,
+    feedback: &str,
+    steps: &BTreeMap<String, StepView>,
+) -> Result<(AttemptResult, Instant, u64), String> {
+    let runbook = session.checked.runbook();
+    let n = runbook.node(node);
+    let agent = runbook.agent(step.agent.expect("checked steps have agents"));
+    let dir = session
+        .dir
+        .step_attempt_dir(&n.name, attempt)
+        .path()
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let prompt_path = dir.join("prompt.md");
+    let started = Instant::now();
+
+    // Render what the agent receives.
+    let rendered: Result<Vec<String>, String> = match &agent.kind {
+        AgentKind::Command { .. } => step
+            .prompt
+            .iter()
+            .map(|t| {
+                session
+                    .renderer
+                    .render(t, &session.context, steps, attempt, feedback)
+            })
+            .collect(),
+        AgentKind::Shell => step
+            .sh
+            .iter()
+            .map(|t| {
+                session
+                    .renderer
+                    .render(t, &session.context, steps, attempt, feedback)
+            })
+            .collect(),
+    };
+    let body = rendered.as_ref().map(|r| r.join("\n")).unwrap_or_default();
+    let redacted = session.redactor.redact_str(&body);
+    crate::record::run_dir::write_atomic(&prompt_path, redacted.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", prompt_path.display()))?;
+    let prompt_sha256 = sha256_hex(body.as_bytes());
+    session
+        .journal
+        .append(&Event::StepStarted {
+            time: now(),
+            step: n.name.clone(),
+            attempt,
+            agent: agent.name.clone(),
+            prompt_sha256: prompt_sha256.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    session.progress.step_started(&n.name, attempt);
+
+    let lines = match rendered {
+        Ok(lines) => lines,
+        Err(e) => {
+            let r = AttemptResult {
+                ok: false,
+                reason: Some(format!("cannot render the template: {e}")),
+                exit_code: None,
+                output: String::new(),
+                interrupted: false,
+            };
+            let ms = started.elapsed().as_millis() as u64;
+            write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
+            return Ok((r, started, ms));
+        }
+    };
+    let env = environment(session, agent, &n.name, attempt, &prompt_path);
+    let timeout = runbook.step_timeout(step);
+    let stdout_path = dir.join("stdout.log");
+    let stderr_path = dir.join("stderr.log");
+
+    let outcome = match &agent.kind {
+        AgentKind::Command { run } => {
+            let argv = match crate::agents::process::split_command_line(run) {
+                Ok(argv) => argv,
+                Err(e) => {
+                    let r = AttemptResult {
+                        ok: false,
+                        reason: Some(format!("cannot split `{run}`: {e}")),
+                        exit_code: None,
+                        output: String::new(),
+                        interrupted: false,
+                    };
+                    let ms = started.elapsed().as_millis() as u64;
+                    write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
+                    return Ok((r, started, ms));
+                }
+            };
+            let spec = ProcessSpec {
+                program: argv[0].clone(),
+                args: argv[1..].to_vec(),
+                cwd: session.workdir.clone(),
+                env: env.clone(),
+                stdin: Some(body.into_bytes()),
+                stdout_path: stdout_path.clone(),
+                stderr_path: stderr_path.clone(),
+                timeout,
+                capture_limit: OUTPUT_CAP,
+                filter: Some(session.filter.clone()),
+                echo: session.echo(&n.name),
+            };
+            run_process(spec, session.cancel.clone()).await
+        }
+        AgentKind::Shell => {
+            run_lines(
+                session,
+                &lines,
+                &env,
+                &stdout_path,
+                &stderr_path,
+                timeout,
+                &n.name,
+            )
+            .await
+        }
+    };
+    let mut result = match outcome {
+        Err(e) => AttemptResult {
+            ok: false,
+            reason: Some(e.to_string()),
+            exit_code: None,
+            output: String::new(),
+            interrupted: false,
+        },
+        Ok(o) => judge(&o, timeout),
+    };
+    if result.interrupted {
+        return Ok((result, started, started.elapsed().as_millis() as u64));
+    }
+    if result.ok {
+        for p in &step.produces {
+            if !produced(&session.workdir, &p.path) {
+                result.ok = false;
+                result.reason = Some(format!(
+                    "the step did not produce `{}`, which it must create or change",
+                    p.path
+                ));
+                break;
+            }
+        }
+    }
+    if result.ok {
+        if let Some(until) = &step.until {
+            match session.renderer.render(
+                &until.command,
+                &session.context,
+                steps,
+                attempt,
+                feedback,
+            ) {
+                Err(e) => {
+                    result.ok = false;
+                    result.reason = Some(format!("cannot render the `until` check: {e}"));
+                }
+                Ok(command) => {
+                    let spec = ProcessSpec {
+                        program: "sh".into(),
+                        args: vec!["-c".into(), command.clone()],
+                        cwd: session.workdir.clone(),
+                        env: env.clone(),
+                        stdin: None,
+                        stdout_path: dir.join("check.log"),
+                        stderr_path: dir.join("check.stderr.log"),
+                        timeout,
+                        capture_limit: 16 * 1024,
+                        filter: Some(session.filter.clone()),
+                        echo: None,
+                    };
+                    match run_process(spec, session.cancel.clone()).await {
+                        Err(e) => {
+                            result.ok = false;
+                            result.reason =
+                                Some(format!("the check `{command}` could not start: {e}"));
+                        }
+                        Ok(o) if matches!(o.exit, ExitKind::Cancelled) => {
+                            result.interrupted = true;
+                            return Ok((result, started, started.elapsed().as_millis() as u64));
+                        }
+                        Ok(o) if !o.success() => {
+                            result.ok = false;
+                            let mut out = o.stdout.clone();
+                            if !o.stderr_tail.is_empty() {
+                                out.push_str(&o.stderr_tail);
+                            }
+                            result.reason = Some(format!(
+                                "The check `{command}` failed ({}):\n{}",
+                                exit_word(&o.exit),
+                                out.trim_end()
+                            ));
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    write_result(
+        &dir,
+        n,
+        agent,
+        attempt,
+        &result,
+        ms,
+        &prompt_sha256,
+        session,
+    );
+    Ok((result, started, ms))
+}
+
+/// Runs each `sh` line through `sh -c`, stopping at the first failure; the logs of all
+/// lines end up, in order, in the attempt's stdout.log and stderr.log.
+async fn run_lines(
+    session: &Arc<Session>,
+    lines: &[String],
+    env: &[(String, String)],
+    stdout_path: &std::path::Path,
+    stderr_path: &std::path::Path,
+    timeout: Option<std::time::Duration>,
+    step: &str,
+) -> std::io::Result<ProcessOutcome> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut last: Option<ProcessOutcome> = None;
+    let mut captured = String::new();
+    let single = lines.len() == 1;
+    for (i, line) in lines.iter().enumerate() {
+        let (out, err) = if single {
+            (stdout_path.to_path_buf(), stderr_path.to_path_buf())
+        } else {
+            (
+                stdout_path.with_extension(format!("{i}.log")),
+                stderr_path.with_extension(format!("{i}.log")),
+            )
+        };
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let spec = ProcessSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), line.clone()],
+            cwd: session.workdir.clone(),
+            env: env.to_vec(),
+            stdin: None,
+            stdout_path: out.clone(),
+            stderr_path: err.clone(),
+            timeout: remaining,
+            capture_limit: OUTPUT_CAP,
+            filter: Some(session.filter.clone()),
+            echo: session.echo(step),
+        };
+        let o = run_process(spec, session.cancel.clone()).await?;
+        if !single {
+            append_file(stdout_path, &out)?;
+            append_file(stderr_path, &err)?;
+        }
+        if captured.len() < OUTPUT_CAP {
+            captured.push_str(&o.stdout);
+        }
+        let ok = o.success();
+        last = Some(o);
+        if !ok {
+            break;
+        }
+    }
+    let mut o = last.ok_or_else(|| std::io::Error::other("the step has no commands"))?;
+    captured.truncate(floor_char_boundary(&captured, OUTPUT_CAP));
+    o.stdout = captured;
+    Ok(o)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn append_file(into: &std::path::Path, from: &std::path::Path) -> std::io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(into)?;
+    std::io::copy(&mut src, &mut dst)?;
+    std::fs::remove_file(from)
+}
+
+fn exit_word(exit: &ExitKind) -> String {
+    match exit {
+        ExitKind::Exited(c) => format!("exit {c}"),
+        ExitKind::Signaled(s) => format!("killed by signal {s}"),
+        ExitKind::TimedOut => "timed out".into(),
+        ExitKind::Cancelled => "interrupted".into(),
+    }
+}
+
+fn judge(o: &ProcessOutcome, timeout: Option<std::time::Duration>) -> AttemptResult {
+    let output = o.stdout.trim_end().to_string();
+    match &o.exit {
+        ExitKind::Exited(0) => AttemptResult {
+            ok: true,
+            reason: None,
+            exit_code: Some(0),
+            output,
+            interrupted: false,
+        },
+        ExitKind::Cancelled => AttemptResult {
+            ok: false,
+            reason: Some("interrupted".into()),
+            exit_code: None,
+            output,
+            interrupted: true,
+        },
+        ExitKind::TimedOut => AttemptResult {
+            ok: false,
+            reason: Some(format!(
+                "timed out after {}",
+                timeout.map(|t| format!("{t:?}")).unwrap_or_default()
+            )),
+            exit_code: None,
+            output,
+            interrupted: false,
+        },
+        other => {
+            let tail = o.stderr_tail.trim_end();
+            let reason = if tail.is_empty() {
+                exit_word(other)
+            } else {
+                format!("{}:\n{tail}", exit_word(other))
+            };
+            let code = match other {
+                ExitKind::Exited(c) => Some(*c),
+                _ => None,
+            };
+            AttemptResult {
+                ok: false,
+                reason: Some(reason),
+                exit_code: code,
+                output,
+                interrupted: false,
+            }
+        }
+    }
+}
+
+fn produced(workdir: &std::path::Path, path: &str) -> bool {
+    if !path.contains(['*', '?', '[', '{']) {
+        return workdir.join(path).exists();
+    }
+    // A glob: something under the workdir must match it.
+    let Ok(p) = crate::ir::pattern::Pattern::new(
+        path,
+        crate::ir::pattern::PatternKind::Path,
+        crate::syntax::source::Location {
+            file: crate::syntax::source::FileId(0),
+            span: Default::default(),
+        },
+    ) else {
+        return false;
+    };
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        p: &crate::ir::pattern::Pattern,
+        depth: usize,
+    ) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_name() == ".git" || e.file_name() == ".runbook" {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .to_string();
+            if p.matches(&rel) {
+                return true;
+            }
+            if depth < 32
+                && e.file_type().is_ok_and(|t| t.is_dir())
+                && walk(root, &path, p, depth + 1)
+            {
+                return true;
+            }
+        }
+        false
+    }
+    walk(workdir, workdir, &p, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_result(
+    dir: &std::path::Path,
+    n: &crate::ir::Node,
+    agent: &crate::ir::Agent,
+    attempt: u32,
+    r: &AttemptResult,
+    ms: u64,
+    prompt_sha256: &str,
+    session: &Session,
+) {
+    let doc = serde_json::json!({
+        "step": n.name,
+        "attempt": attempt,
+        "agent": agent.name,
+        "ok": r.ok,
+        "reason": r.reason.as_deref().map(|s| session.redactor.redact_str(s)),
+        "exit_code": r.exit_code,
+        "duration_ms": ms,
+        "prompt_sha256": prompt_sha256,
+        "files": Vec::<String>::new(),
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    if let Err(e) = crate::record::run_dir::write_atomic(&dir.join("result.json"), text.as_bytes())
+    {
+        session.progress.warn(&format!(
+            "cannot write {}: {e}",
+            dir.join("result.json").display()
+        ));
+    }
+}
