@@ -433,15 +433,49 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     }
 }
 
-/// Whether any process (zombies included) is still in group `pgid`.
-fn group_exists(pgid: libc::pid_t) -> bool {
+/// Whether any process of group `pgid` is still running (zombies don't count).
+fn group_alive(pgid: libc::pid_t) -> bool {
     if pgid <= 1 {
         return false;
     }
     // SAFETY: kill(2) with signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(-pgid, 0) };
     // EPERM means it exists but we may not signal it (e.g. a setuid program).
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // kill(2) also counts zombies: orphans that died but wait for init to
+    // reap them, which some inits (containers) do late or never. Only /proc
+    // can tell those apart, and we look there only when kill says "exists".
+    exists && group_has_running_member(pgid)
+}
+
+/// Scans /proc for a non-zombie process in group `pgid`; assumes yes if /proc is unreadable.
+fn group_has_running_member(pgid: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    let pgid = pgid.to_string();
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        // A process that vanished between listing and reading is simply gone.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The command name may contain spaces and parens, so fields are
+        // counted from the last ')': state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1);
+        group == Some(pgid.as_str()) && !matches!(state, Some("Z" | "X" | "x"))
+    })
 }
 
 /// Ends the whole group: SIGTERM, up to [`KILL_GRACE`] for it to go, then
@@ -462,10 +496,16 @@ async fn terminate_group(pgid: libc::pid_t, child: &mut Child) -> io::Result<()>
 async fn wait_group_gone(pgid: libc::pid_t, child: &mut Child) -> io::Result<bool> {
     let give_up = Instant::now() + KILL_GRACE;
     loop {
-        // The leader must be reaped by us: an unreaped leader is a zombie
-        // that keeps the group "existing".
+        // The leader is our child, so we reap it here; its status is taken
+        // from `Child::wait` later (tokio keeps it).
         let leader_done = child.try_wait()?.is_some();
-        if leader_done && !group_exists(pgid) {
+        // The /proc scan may take a few milliseconds on a busy machine, so
+        // it runs off the async worker threads.
+        if leader_done
+            && !tokio::task::spawn_blocking(move || group_alive(pgid))
+                .await
+                .unwrap_or(true)
+        {
             return Ok(true);
         }
         if Instant::now() >= give_up {
@@ -999,20 +1039,30 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let start = Instant::now();
         // setsid moves the sleep out of our group; it still holds our stdout.
+        // The leader waits until the escape has happened, or our group kill
+        // could catch the child before it calls setsid.
         let out = run_process(
-            sh(&dir, "setsid sleep 10 & echo $! > escaped; echo hi"),
+            sh(
+                &dir,
+                "setsid sh -c 'echo $$ > escaped; exec sleep 10' & \
+                 while [ ! -s escaped ]; do sleep 0.01; done; echo hi",
+            ),
             never(),
         )
         .await
         .unwrap();
         let took = start.elapsed();
         let escaped = read_pids(&dir.path().join("escaped"));
+        let still_there = !is_dead(escaped[0]);
         // SAFETY: plain signal to a pid this test created.
         unsafe {
             libc::kill(escaped[0], libc::SIGKILL);
         }
+        assert!(still_there, "the escaped process should be out of reach");
         assert_eq!(out.exit, ExitKind::Exited(0));
         assert_eq!(out.stdout, "hi\n");
+        // The drain gives up after DRAIN_TIMEOUT instead of waiting 10 s.
+        assert!(took >= DRAIN_TIMEOUT, "took {took:?}");
         assert!(
             took < DRAIN_TIMEOUT + Duration::from_secs(2),
             "took {took:?}"

@@ -124,6 +124,7 @@ fn diff(workdir: &std::path::Path) -> String {
 pub fn default_identity() -> String {
     std::env::var("RUNBOOK_USER")
         .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
 }
 

@@ -71,6 +71,16 @@ impl Default for Renderer {
         // Prompts are text, not HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_keep_trailing_newline(true);
+        // Booleans print as the language writes them (`true`), not as Jinja's `True`,
+        // so that `test {{ params.flag }} = true` works in a shell line.
+        env.set_formatter(|out, state, value| {
+            if value.kind() == minijinja::value::ValueKind::Bool {
+                return out
+                    .write_str(if value.is_true() { "true" } else { "false" })
+                    .map_err(Into::into);
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         Renderer { env }
     }
 }
@@ -150,5 +160,88 @@ fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
         None => e.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(text: &str) -> Template {
+        Template {
+            text: text.into(),
+            file: crate::syntax::source::FileId(0),
+            offsets: Default::default(),
+            location: crate::syntax::source::Location {
+                file: crate::syntax::source::FileId(0),
+                span: Default::default(),
+            },
+            expression: false,
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            params: serde_json::json!({"flag": false, "name": "x", "items": ["a", "b"]}),
+            run_id: "RUN".into(),
+            run_dir: "/tmp/run".into(),
+            name: "demo".into(),
+            version: "1".into(),
+            title: "".into(),
+        }
+    }
+
+    #[test]
+    fn booleans_render_lowercase() {
+        let r = Renderer::default();
+        let out = r
+            .render(
+                &template("test {{ params.flag }} = false"),
+                &context(),
+                &BTreeMap::new(),
+                1,
+                "",
+            )
+            .unwrap();
+        assert_eq!(out, "test false = false");
+    }
+
+    #[test]
+    fn strict_undefined_is_an_error() {
+        let r = Renderer::default();
+        let err = r
+            .render(
+                &template("{{ params.nope }}"),
+                &context(),
+                &BTreeMap::new(),
+                1,
+                "",
+            )
+            .unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn text_is_not_html_escaped() {
+        let r = Renderer::default();
+        let mut steps = BTreeMap::new();
+        steps.insert(
+            "a".to_string(),
+            StepView {
+                output: "<b>&\"".into(),
+                files: vec![],
+                status: "succeeded".into(),
+            },
+        );
+        let out = r
+            .render(
+                &template("{{ steps.a.output }} {{ attempt }} {{ feedback }}"),
+                &context(),
+                &steps,
+                2,
+                "fix it",
+            )
+            .unwrap();
+        assert_eq!(out, "<b>&\" 2 fix it");
     }
 }
