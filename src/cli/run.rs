@@ -613,7 +613,7 @@ fn drive(
         version: runbook.version.clone().unwrap_or_default(),
         title: runbook.title.clone().unwrap_or_default(),
     };
-    let mut views = run::views_from_records(&dir, &state);
+    let views = std::sync::RwLock::new(run::views_from_records(&dir, &state));
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
     let progress = run::progress::Progress::new(options.live, redactor.clone());
     let session = Arc::new(Session {
@@ -631,6 +631,7 @@ fn drive(
         cancel,
         cancel_tx,
         progress,
+        views,
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -644,7 +645,7 @@ fn drive(
         }
     };
     let result = runtime.block_on(async {
-        let outcome = run::scheduler::drive(session.clone(), &mut state, &mut views).await;
+        let outcome = run::scheduler::drive(session.clone(), &mut state).await;
         // Every event must be on disk before the process reports anything.
         let last = session.journal.last_seq();
         let synced = session.journal.durable(last).await;
@@ -829,6 +830,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         },
         cancel,
         cancel_tx,
+        views: Default::default(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -241,6 +241,21 @@ impl Journal {
     /// Returns before the line is durable; wait with `durable` or
     /// `wait_durable_blocking` when that matters.
     pub fn append<E: Serialize + ?Sized>(&self, event: &E) -> Result<u64, JournalError> {
+        self.queue(event, true)
+    }
+
+    /// Queues an event that nothing waits on (a step starting) without waking the
+    /// writer: it is written, and fsync'd, with the next batch that someone needs.
+    /// This keeps a one-step-at-a-time run at one fsync per step instead of two.
+    pub fn append_deferred<E: Serialize + ?Sized>(&self, event: &E) -> Result<u64, JournalError> {
+        self.queue(event, false)
+    }
+
+    fn queue<E: Serialize + ?Sized>(
+        &self,
+        event: &E,
+        wake_writer: bool,
+    ) -> Result<u64, JournalError> {
         let line = self.encode(event)?;
         let mut st = lock(&self.shared.state);
         if let Some(err) = &st.failed {
@@ -249,7 +264,7 @@ impl Journal {
         st.pending.extend_from_slice(&line);
         st.last_seq += 1;
         let seq = st.last_seq;
-        let wake = st.writer_idle;
+        let wake = wake_writer && st.writer_idle;
         drop(st);
         if wake {
             self.shared.work.notify_one();
@@ -260,6 +275,7 @@ impl Journal {
     /// Waits until the event with sequence number `seq` is fsync'd.
     pub async fn durable(&self, seq: u64) -> Result<(), JournalError> {
         self.check_seq(seq)?;
+        self.flush_deferred(seq);
         let mut rx = self.shared.progress_tx.subscribe();
         let outcome = rx
             .wait_for(|p| p.durable >= seq || p.failed.is_some())
@@ -278,6 +294,7 @@ impl Journal {
     /// Blocks the current thread until the event with sequence number `seq` is fsync'd.
     pub fn wait_durable_blocking(&self, seq: u64) -> Result<(), JournalError> {
         self.check_seq(seq)?;
+        self.flush_deferred(seq);
         let mut st = lock(&self.shared.state);
         loop {
             if st.durable >= seq {
@@ -366,6 +383,16 @@ impl Journal {
     }
 
     /// Rejects waiting for a sequence number nobody appended (it would never come).
+    /// Wakes an idle writer that holds deferred lines someone now waits for.
+    fn flush_deferred(&self, seq: u64) {
+        let st = lock(&self.shared.state);
+        let wake = st.durable < seq && st.writer_idle && !st.pending.is_empty();
+        drop(st);
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+
     fn check_seq(&self, seq: u64) -> Result<(), JournalError> {
         let last = lock(&self.shared.state).last_seq;
         if seq > last {
@@ -564,6 +591,40 @@ pub fn read_events<E: DeserializeOwned>(
         }
     }
     Ok(JournalContents { events, torn_tail })
+}
+
+#[cfg(test)]
+mod deferred_tests {
+    use super::*;
+
+    #[test]
+    fn deferred_lines_ride_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(dir.path().join("events.jsonl")).unwrap();
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        let syncs = journal.sync_count();
+        let deferred = journal
+            .append_deferred(&serde_json::json!({"n": 2}))
+            .unwrap();
+        let needed = journal.append(&serde_json::json!({"n": 3})).unwrap();
+        journal.wait_durable_blocking(needed).unwrap();
+        assert!(journal.durable_seq() >= deferred);
+        assert_eq!(journal.sync_count(), syncs + 1, "one fsync for both lines");
+    }
+
+    #[test]
+    fn waiting_for_a_deferred_line_flushes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let journal = Journal::create(&path).unwrap();
+        let seq = journal
+            .append_deferred(&serde_json::json!({"n": 1}))
+            .unwrap();
+        journal.wait_durable_blocking(seq).unwrap();
+        let contents = read_events::<serde_json::Value>(&path).unwrap();
+        assert_eq!(contents.events.len(), 1);
+    }
 }
 
 #[cfg(test)]

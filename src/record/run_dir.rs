@@ -194,6 +194,17 @@ impl StepAttemptDir {
 /// `path` (atomic within one filesystem), then fsyncs the directory so the
 /// rename itself survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`] (readers see the old or the new file, never a torn one) but
+/// without fsync: for per-attempt records (`prompt.md`, `result.json`) whose content the
+/// fsync'd journal already holds, so that a step does not pay four fsyncs.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     /// Distinguishes concurrent writers of the same file within this process.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -219,10 +230,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         // Best effort: do not leave temp litter behind; the original error matters more.

@@ -23,6 +23,10 @@ use std::sync::Arc;
 
 pub use scheduler::Outcome;
 
+/// The shell that runs `sh` lines, `until` checks and rollback commands: by absolute
+/// path, so it neither depends on the agent's PATH nor costs a PATH search per step.
+pub const SHELL: &str = "/bin/sh";
+
 /// How a run behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -72,6 +76,29 @@ pub struct Session {
     pub cancel_tx: tokio::sync::watch::Sender<bool>,
     /// The terminal view.
     pub progress: progress::Progress,
+    /// What templates see of each step. Written by the scheduler, read by step tasks;
+    /// a template only reads ancestors, whose entries no longer change.
+    pub views: std::sync::RwLock<BTreeMap<String, StepView>>,
+}
+
+impl Session {
+    /// Calls `f` with the current step views.
+    pub fn with_views<R>(&self, f: impl FnOnce(&BTreeMap<String, StepView>) -> R) -> R {
+        let guard = self
+            .views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
+    }
+
+    /// Records what templates see of a step.
+    pub fn set_view(&self, step: &str, view: StepView) {
+        let mut guard = self
+            .views
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.insert(step.to_string(), view);
+    }
 }
 
 impl Session {

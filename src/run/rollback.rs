@@ -4,7 +4,7 @@
 
 use super::event::{now, Event};
 use super::state::RunState;
-use super::Session;
+use super::{Session, SHELL};
 use crate::agents::process::{run_process, ProcessSpec};
 use crate::ir::RollbackBlock;
 
@@ -12,10 +12,17 @@ use crate::ir::RollbackBlock;
 pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bool, String> {
     let runbook = session.checked.runbook();
     let journal = |e: Event| session.journal.append(&e).map_err(|e| e.to_string());
-    journal(Event::RollbackStarted {
+    // Compensations change the world: the journal must say that a rollback began (and
+    // everything before it) before the first one runs, or a resume could carry on.
+    let started = journal(Event::RollbackStarted {
         time: now(),
         reason: reason.to_string(),
     })?;
+    session
+        .journal
+        .durable(started)
+        .await
+        .map_err(|e| e.to_string())?;
     session.progress.line(&format!("rolling back: {reason}"));
     let mut blocks: Vec<(String, &RollbackBlock)> = Vec::new();
     let mut phases_done = std::collections::HashSet::new();
@@ -78,7 +85,7 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
                 }
             };
             let spec = ProcessSpec {
-                program: "sh".into(),
+                program: SHELL.into(),
                 args: vec!["-c".into(), command.clone()],
                 cwd: session.workdir.clone(),
                 env: session.base_env.clone(),

@@ -2,9 +2,14 @@
 //! dependencies finish (at most `--jobs` at once), asking checkpoints, and deciding
 //! what a failure leads to.
 //!
-//! Group commit happens here: when steps finish together, their events are written
-//! by the journal's writer in one batch, and the scheduler waits for durability once
-//! before starting anything that depends on them.
+//! Durability: the journal is one ordered file and its writer thread commits whatever
+//! is queued in one fsync (group commit), continuously. The scheduler does not wait for
+//! a step's `step_finished` to be durable before starting its dependents: a dependent's
+//! events come after its dependency's in the file, so no prefix of the journal that
+//! survives a crash can show a dependent finished while its dependency is not; resume
+//! re-runs whatever the surviving journal does not show finished. The run waits for
+//! durability where an outside party relies on the record: before compensations run,
+//! before it suspends for a human, and before it exits.
 
 use super::checkpoint::{self, Action};
 use super::context::StepView;
@@ -16,7 +21,7 @@ use crate::ir::{GraphNode, NodeId, NodeKind, OnFailure};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// How a drive of the run ended.
@@ -50,24 +55,16 @@ enum Stop {
 }
 
 /// Drives the run until it ends, suspends or is interrupted.
-pub async fn drive(
-    session: Arc<Session>,
-    state: &mut RunState,
-    steps: &mut BTreeMap<String, StepView>,
-) -> Result<Outcome, String> {
+pub async fn drive(session: Arc<Session>, state: &mut RunState) -> Result<Outcome, String> {
     loop {
-        match pass(&session, state, steps).await? {
+        match pass(&session, state).await? {
             Some(outcome) => return Ok(outcome),
             None => continue, // a revise reset nodes: walk the graph again
         }
     }
 }
 
-async fn pass(
-    session: &Arc<Session>,
-    state: &mut RunState,
-    steps: &mut BTreeMap<String, StepView>,
-) -> Result<Option<Outcome>, String> {
+async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Outcome>, String> {
     let runbook = session.checked.runbook();
     let dag = &runbook.graph.dag;
     let mut remaining: Vec<usize> = dag
@@ -125,7 +122,7 @@ async fn pass(
                 (_, NodeKind::Step(_)) => queued.push_back(id),
                 (_, NodeKind::Checkpoint(_)) => {
                     let action = tokio::task::block_in_place(|| {
-                        checkpoint::decide(session, state, id, steps)
+                        session.with_views(|steps| checkpoint::decide(session, state, id, steps))
                     })?;
                     match action {
                         Action::Proceed => {
@@ -149,21 +146,8 @@ async fn pass(
         }
         while running < jobs && stop.is_none() && !restart && !interrupted {
             let Some(id) = queued.pop_front() else { break };
-            let name = runbook.node(id).name.clone();
-            let first = next_attempt(session, &name);
-            let counted = state.finished_attempts.get(&name).copied().unwrap_or(0);
-            let feedback = state.feedback.get(&name).cloned().unwrap_or_default();
-            state
-                .nodes
-                .insert(name, NodeStatus::Running { attempt: first });
-            let tx = tx.clone();
-            let session = session.clone();
-            let view = steps.clone();
+            spawn(session, state, id, &tx);
             running += 1;
-            tokio::spawn(async move {
-                let report = step::run(session, id, first, counted, feedback, view).await;
-                let _ = tx.send(report);
-            });
         }
         if running == 0 {
             break;
@@ -182,27 +166,21 @@ async fn pass(
         while let Ok(r) = rx.try_recv() {
             reports.push(r);
         }
-        let durable = reports.iter().map(|r| r.seq).max().unwrap_or(0);
-        session
-            .journal
-            .durable(durable)
-            .await
-            .map_err(|e| e.to_string())?;
+        running -= reports.len();
         for report in reports {
-            running -= 1;
             let node = runbook.node(report.node);
             let v = runbook.graph.index(report.node);
             match report.end {
                 StepEnd::Succeeded(view) => {
                     state.nodes.insert(node.name.clone(), NodeStatus::Succeeded);
                     state.completed.push(node.name.clone());
-                    steps.insert(node.name.clone(), view);
+                    session.set_view(&node.name, view);
                     release(dag, v, &mut remaining, &mut ready);
                 }
                 StepEnd::Skipped => {
                     state.nodes.insert(node.name.clone(), NodeStatus::Skipped);
-                    steps.insert(
-                        node.name.clone(),
+                    session.set_view(
+                        &node.name,
                         StepView {
                             status: "skipped".into(),
                             ..Default::default()
@@ -218,8 +196,8 @@ async fn pass(
                             reason: reason.clone(),
                         },
                     );
-                    steps.insert(
-                        node.name.clone(),
+                    session.set_view(
+                        &node.name,
                         StepView {
                             status: "failed".into(),
                             ..Default::default()
@@ -301,10 +279,11 @@ async fn pass(
         waiting.sort();
         session
             .journal
-            .append(&Event::RunSuspended {
+            .append_durable(&Event::RunSuspended {
                 time: now(),
                 waiting: waiting.clone(),
             })
+            .await
             .map_err(|e| e.to_string())?;
         return Ok(Some(Outcome::Suspended(waiting)));
     }
@@ -316,6 +295,28 @@ async fn pass(
         })
         .map_err(|e| e.to_string())?;
     Ok(Some(Outcome::Succeeded))
+}
+
+/// Starts a step task; its report comes back on `tx`.
+fn spawn(
+    session: &Arc<Session>,
+    state: &mut RunState,
+    id: NodeId,
+    tx: &tokio::sync::mpsc::UnboundedSender<StepReport>,
+) {
+    let name = session.checked.runbook().node(id).name.clone();
+    let first = next_attempt(session, &name);
+    let counted = state.finished_attempts.get(&name).copied().unwrap_or(0);
+    let feedback = state.feedback.get(&name).cloned().unwrap_or_default();
+    state
+        .nodes
+        .insert(name, NodeStatus::Running { attempt: first });
+    let tx = tx.clone();
+    let session = session.clone();
+    tokio::spawn(async move {
+        let report = step::run(session, id, first, counted, feedback).await;
+        let _ = tx.send(report);
+    });
 }
 
 /// The next attempt number of a step: one past every attempt directory on disk, so a

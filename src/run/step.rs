@@ -3,11 +3,10 @@
 
 use super::context::{StepView, OUTPUT_CAP};
 use super::event::{now, Event};
-use super::Session;
+use super::{Session, SHELL};
 use crate::agents::process::{run_process, ExitKind, ProcessOutcome, ProcessSpec};
 use crate::ir::{AgentKind, NodeId, Step};
 use crate::record::sha256_hex;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,7 +51,6 @@ pub async fn run(
     first_attempt: u32,
     counted: u32,
     mut feedback: String,
-    steps: BTreeMap<String, StepView>,
 ) -> StepReport {
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
@@ -61,7 +59,8 @@ pub async fn run(
     let journal = |e: Event| session.journal.append(&e).map_err(|e| e.to_string());
 
     if let Some(when) = &step.when {
-        match session.renderer.condition(when, &session.context, &steps) {
+        match session.with_views(|steps| session.renderer.condition(when, &session.context, steps))
+        {
             Ok(true) => {}
             Ok(false) => {
                 let e = Event::StepSkipped {
@@ -98,7 +97,7 @@ pub async fn run(
     let mut used = counted;
     loop {
         used += 1;
-        let result = attempt_once(&session, node, step, attempt, &feedback, &steps).await;
+        let result = attempt_once(&session, node, step, attempt, &feedback).await;
         let result = match result {
             Ok(r) => r,
             Err(e) => {
@@ -230,7 +229,6 @@ async fn attempt_once(
     step: &Step,
     attempt: u32,
     feedback: &str,
-    steps: &BTreeMap<String, StepView>,
 ) -> Result<(AttemptResult, Instant, u64), String> {
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
@@ -245,7 +243,7 @@ async fn attempt_once(
     let started = Instant::now();
 
     // Render what the agent receives.
-    let rendered: Result<Vec<String>, String> = match &agent.kind {
+    let rendered: Result<Vec<String>, String> = session.with_views(|steps| match &agent.kind {
         AgentKind::Command { .. } => step
             .prompt
             .iter()
@@ -264,15 +262,16 @@ async fn attempt_once(
                     .render(t, &session.context, steps, attempt, feedback)
             })
             .collect(),
-    };
+    });
     let body = rendered.as_ref().map(|r| r.join("\n")).unwrap_or_default();
     let redacted = session.redactor.redact_str(&body);
-    crate::record::run_dir::write_atomic(&prompt_path, redacted.as_bytes())
+    crate::record::run_dir::write_replace(&prompt_path, redacted.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", prompt_path.display()))?;
     let prompt_sha256 = sha256_hex(body.as_bytes());
+    // Nothing waits for a start to be durable: it rides the next commit.
     session
         .journal
-        .append(&Event::StepStarted {
+        .append_deferred(&Event::StepStarted {
             time: now(),
             step: n.name.clone(),
             attempt,
@@ -374,20 +373,19 @@ async fn attempt_once(
     }
     if result.ok {
         if let Some(until) = &step.until {
-            match session.renderer.render(
-                &until.command,
-                &session.context,
-                steps,
-                attempt,
-                feedback,
-            ) {
+            let check = session.with_views(|steps| {
+                session
+                    .renderer
+                    .render(&until.command, &session.context, steps, attempt, feedback)
+            });
+            match check {
                 Err(e) => {
                     result.ok = false;
                     result.reason = Some(format!("cannot render the `until` check: {e}"));
                 }
                 Ok(command) => {
                     let spec = ProcessSpec {
-                        program: "sh".into(),
+                        program: SHELL.into(),
                         args: vec!["-c".into(), command.clone()],
                         cwd: session.workdir.clone(),
                         env: env.clone(),
@@ -467,7 +465,7 @@ async fn run_lines(
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let spec = ProcessSpec {
-            program: "sh".into(),
+            program: SHELL.into(),
             args: vec!["-c".into(), line.clone()],
             cwd: session.workdir.clone(),
             env: env.to_vec(),
@@ -649,7 +647,7 @@ fn write_result(
         "files": Vec::<String>::new(),
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    if let Err(e) = crate::record::run_dir::write_atomic(&dir.join("result.json"), text.as_bytes())
+    if let Err(e) = crate::record::run_dir::write_replace(&dir.join("result.json"), text.as_bytes())
     {
         session.progress.warn(&format!(
             "cannot write {}: {e}",
