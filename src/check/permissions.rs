@@ -8,6 +8,12 @@ use crate::ir::pattern::{covered_by, Pattern};
 use crate::ir::{Agent, AgentId, AgentKind, NodeKind, Runbook, Setting, Step, Template};
 use crate::syntax::source::Location;
 
+/// An agent's list permission.
+type Patterns = Setting<Vec<Pattern>>;
+
+/// A policy's list permission, where written.
+type Ceiling = Option<(Vec<Pattern>, Location)>;
+
 /// Runs every permission rule.
 pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -40,7 +46,7 @@ fn widening(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
     let parent = runbook.agent(agent.uses.expect("filtered on uses"));
     let p = &agent.permissions;
     let q = &parent.permissions;
-    let lists: [(&str, &Setting<Vec<Pattern>>, &Setting<Vec<Pattern>>); 4] = [
+    let lists: [(&str, &Patterns, &Patterns); 4] = [
         ("read", &p.read, &q.read),
         ("write", &p.write, &q.write),
         ("exec", &p.exec, &q.exec),
@@ -232,11 +238,7 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                 fallback
             }
         };
-        let lists: [(
-            &str,
-            &Setting<Vec<Pattern>>,
-            &Option<(Vec<Pattern>, Location)>,
-        ); 4] = [
+        let lists: [(&str, &Patterns, &Ceiling); 4] = [
             ("read", &p.read, &policy.read),
             ("write", &p.write, &policy.write),
             ("exec", &p.exec, &policy.exec),

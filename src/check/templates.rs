@@ -192,15 +192,35 @@ impl Checker<'_> {
             "runbook" => self.attribute(at, path, &parts, &["name", "version", "title"]),
             "attempt" | "feedback" => {}
             _ => {
-                let mut d =
+                let d =
                     Diagnostic::error("E0108", at, format!("unknown template variable `{root}`"))
-                        .with_label("not in the template context");
-                d = d.with_help(match closest(root, ROOTS) {
-                    Some(s) => format!("did you mean `{s}`? The context holds params, steps, run, attempt, feedback and runbook"),
-                    None => "the context holds params.NAME, steps.NAME.output/files/status, run.id, run.dir, attempt, feedback, runbook.name and runbook.version".into(),
-                });
+                        .with_label("not in the template context")
+                        .with_help(self.unknown_root_help(root, &parts));
                 self.out.push(d);
             }
+        }
+    }
+
+    /// What the writer of `{{ root… }}` most likely meant.
+    fn unknown_root_help(&self, root: &str, parts: &[&str]) -> String {
+        let secret = |name: &str| self.runbook.secrets.iter().any(|s| s.name == name);
+        if matches!(root, "secrets" | "secret" | "env") || secret(root) {
+            let name = if secret(root) {
+                root
+            } else {
+                parts.get(1).copied().unwrap_or("NAME")
+            };
+            return format!("secrets never enter templates (they would be recorded): list `{name}` in the agent's `env` and read it as ${name} at run time");
+        }
+        if self.runbook.params.iter().any(|p| p.name == root) {
+            return format!("did you mean `params.{root}`?");
+        }
+        if self.runbook.node_named(root).is_some() {
+            return format!("did you mean `steps.{root}.output`?");
+        }
+        match closest(root, ROOTS) {
+            Some(s) => format!("did you mean `{s}`? The context holds params, steps, run, attempt, feedback and runbook"),
+            None => "the context holds params.NAME, steps.NAME.output/files/status, run.id, run.dir, attempt, feedback, runbook.name and runbook.version".into(),
         }
     }
 

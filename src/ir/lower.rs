@@ -43,14 +43,9 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
     let parsed = match crate::syntax::parse(&text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let mut d = Diagnostic::error("E0001", Location { file, span: e.span }, e.message)
-                .with_label("here");
-            if let Some(help) = e.help {
-                d = d.with_help(help);
-            }
             return Lowered {
                 runbook: None,
-                diagnostics: vec![d],
+                diagnostics: vec![syntax_diagnostic(file, e)],
             };
         }
     };
@@ -70,6 +65,18 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
         runbook,
         diagnostics: lowerer.diagnostics,
     }
+}
+
+/// E0001 for a syntax error in `file`.
+fn syntax_diagnostic(file: FileId, e: crate::syntax::SyntaxError) -> Diagnostic {
+    let mut d = Diagnostic::error("E0001", loc(file, e.span), e.message).with_label("here");
+    if let Some(help) = e.help {
+        d = d.with_help(help);
+    }
+    for (span, message) in e.labels {
+        d = d.with_secondary(loc(file, span), message);
+    }
+    d
 }
 
 fn loc(file: FileId, span: Span) -> Location {
@@ -103,7 +110,8 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 fn known_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let mut v: Vec<&str> = names.collect();
+    // `std.shell` is an alias of `shell`; listing both reads like two agents.
+    let mut v: Vec<&str> = names.filter(|n| *n != "std.shell").collect();
     v.sort();
     v.dedup();
     if v.is_empty() {
@@ -228,7 +236,8 @@ impl<'m> Lowerer<'m> {
         }
     }
 
-    fn literal_value(&mut self, file: FileId, lit: &ast::Literal) -> Option<Value> {
+    /// The value of a param default; `param` names the param in errors.
+    fn literal_value(&mut self, file: FileId, lit: &ast::Literal, param: &str) -> Option<Value> {
         Some(match lit {
             ast::Literal::Str(s) => Value::String(s.value.clone()),
             ast::Literal::Bool(b, _) => Value::Bool(*b),
@@ -237,11 +246,27 @@ impl<'m> Lowerer<'m> {
                 Ok(i) => Value::Int(i),
                 Err(_) => match parse_duration(&t.text) {
                     Ok(d) => Value::Duration(d),
+                    Err(_) if t.text.parse::<f64>().is_ok() => {
+                        let d = self.error(
+                            "E0503",
+                            loc(file, t.span),
+                            format!(
+                                "the default of param `{param}` is `{}`, a decimal number, which no param type holds",
+                                t.text
+                            ),
+                        );
+                        d.label = "not a whole number".into();
+                        d.help = Some("write a whole number (int), a duration such as 90s, or a string \"1.5\"".into());
+                        return None;
+                    }
                     Err(e) => {
                         let d = self.error(
                             "E0501",
                             loc(file, t.span),
-                            format!("`{}` is neither a number nor a duration: {e}", t.text),
+                            format!(
+                                "the default of param `{param}`, `{}`, is neither a number nor a duration: {e}",
+                                t.text
+                            ),
                         );
                         d.help = Some(DURATION_HELP.into());
                         return None;
@@ -251,7 +276,7 @@ impl<'m> Lowerer<'m> {
             ast::Literal::List(l) => {
                 let mut items = Vec::new();
                 for item in &l.items {
-                    items.push(self.literal_value(file, item)?);
+                    items.push(self.literal_value(file, item, param)?);
                 }
                 Value::List(items)
             }
@@ -680,7 +705,7 @@ impl<'m> Lowerer<'m> {
         import: &ast::Import,
         file: FileId,
         scope: &mut HashMap<String, AgentId>,
-    ) -> Option<String> {
+    ) -> Option<Import> {
         let path_text = import.path.value.trim().to_string();
         let at = loc(file, import.path.span);
         let default_alias = path_text
@@ -779,11 +804,7 @@ impl<'m> Lowerer<'m> {
                 let text = self.map.get(module_file).text.clone();
                 let exported = match crate::syntax::parse(&text) {
                     Err(e) => {
-                        let mut d = Diagnostic::error("E0001", loc(module_file, e.span), e.message)
-                            .with_label("here");
-                        if let Some(h) = e.help {
-                            d = d.with_help(h);
-                        }
+                        let d = syntax_diagnostic(module_file, e);
                         self.diagnostics.push(d.with_secondary(at, "imported here"));
                         Vec::new()
                     }
@@ -829,10 +850,14 @@ impl<'m> Lowerer<'m> {
                 exported
             }
         };
-        for (name, id) in exported {
-            scope.insert(format!("{alias}.{name}"), id);
+        for (name, id) in &exported {
+            scope.insert(format!("{alias}.{name}"), *id);
         }
-        Some(alias)
+        Some(Import {
+            alias,
+            location: loc(file, import.span),
+            agents: exported.into_iter().map(|(_, id)| id).collect(),
+        })
     }
 
     // ---- policy ----------------------------------------------------------------
@@ -962,12 +987,7 @@ impl<'m> Lowerer<'m> {
                 None
             }
             Err(e) => {
-                let mut d =
-                    Diagnostic::error("E0001", loc(file, e.span), e.message).with_label("here");
-                if let Some(h) = e.help {
-                    d = d.with_help(h);
-                }
-                self.diagnostics.push(d);
+                self.diagnostics.push(syntax_diagnostic(file, e));
                 None
             }
         }
@@ -998,9 +1018,26 @@ impl<'m> Lowerer<'m> {
                     }
                 }
                 ast::RunbookItem::Import(i) => {
-                    if let Some(alias) = self.import(i, file, &mut scope) {
-                        imports.push((alias, loc(file, i.span)));
+                    let Some(import) = self.import(i, file, &mut scope) else {
+                        continue;
+                    };
+                    if let Some(first) = imports.iter().find(|f: &&Import| f.alias == import.alias)
+                    {
+                        let first = first.location;
+                        let d = self.error(
+                            "E0106",
+                            import.location,
+                            format!("import name `{}` is used twice", import.alias),
+                        );
+                        d.label = "imported again under this name".into();
+                        d.labels.push(crate::diagnostic::Label {
+                            location: first,
+                            message: "first imported here".into(),
+                        });
+                        d.help = Some("remove one import, or name one with `as NAME`".into());
+                        continue;
                     }
+                    imports.push(import);
                 }
                 ast::RunbookItem::Param(p) => {
                     if let Some(first) = params.iter().find(|q| q.name == p.name.name) {
@@ -1017,9 +1054,8 @@ impl<'m> Lowerer<'m> {
                         });
                         continue;
                     }
-                    if let Some(param) = self.param(p, file) {
-                        params.push(param);
-                    }
+                    let param = self.param(p, file);
+                    params.push(param);
                 }
                 ast::RunbookItem::Secret(s) => {
                     if let Some(first) = secrets.iter().find(|q| q.name == s.name.name) {
@@ -1202,7 +1238,16 @@ impl<'m> Lowerer<'m> {
         })
     }
 
-    fn param(&mut self, p: &ast::Param, file: FileId) -> Option<Param> {
+    /// Lowers a param. A param with a bad type or default is still declared (its
+    /// error is reported here), so that its uses do not add "unknown param" noise.
+    fn param(&mut self, p: &ast::Param, file: FileId) -> Param {
+        let declared = |ty, default| Param {
+            name: p.name.name.clone(),
+            location: loc(file, p.name.span),
+            ty,
+            default,
+            help: p.help.as_ref().map(|h| h.value.clone()),
+        };
         let Some(ty) = ParamType::from_name(&p.ty.name) else {
             let d = self.error(
                 "E0504",
@@ -1221,21 +1266,22 @@ impl<'m> Lowerer<'m> {
                     None => "the types are string, int, bool, duration and list".into(),
                 },
             );
-            return None;
+            return declared(ParamType::String, None);
         };
         let default = match &p.default {
             None => None,
             Some(lit) => {
-                let value = self.literal_value(file, lit)?;
-                let fits = match (ty, &value) {
-                    (ParamType::String, Value::String(_))
-                    | (ParamType::Int, Value::Int(_))
-                    | (ParamType::Bool, Value::Bool(_))
-                    | (ParamType::Duration, Value::Duration(_))
-                    | (ParamType::List, Value::List(_)) => true,
-                    // Quoted duration text is a common slip; accept it only if it parses.
-                    _ => false,
+                let Some(value) = self.literal_value(file, lit, &p.name.name) else {
+                    return declared(ty, None);
                 };
+                let fits = matches!(
+                    (ty, &value),
+                    (ParamType::String, Value::String(_))
+                        | (ParamType::Int, Value::Int(_))
+                        | (ParamType::Bool, Value::Bool(_))
+                        | (ParamType::Duration, Value::Duration(_))
+                        | (ParamType::List, Value::List(_))
+                );
                 if !fits {
                     let d = self.error(
                         "E0503",
@@ -1259,18 +1305,12 @@ impl<'m> Lowerer<'m> {
                         ParamType::Duration => format!("write it without quotes; {DURATION_HELP}"),
                         ParamType::List => "write a list such as [\"a\", \"b\"]".into(),
                     });
-                    return None;
+                    return declared(ty, None);
                 }
                 Some(value)
             }
         };
-        Some(Param {
-            name: p.name.name.clone(),
-            location: loc(file, p.name.span),
-            ty,
-            default,
-            help: p.help.as_ref().map(|h| h.value.clone()),
-        })
+        declared(ty, default)
     }
 
     fn rollback_block(&mut self, b: &ast::Rollback, file: FileId) -> RollbackBlock {
