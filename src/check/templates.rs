@@ -12,6 +12,9 @@ use std::collections::HashSet;
 pub struct References {
     /// Params some template reads.
     pub params: HashSet<String>,
+    /// Whether some template could not be read fully (a syntax error, an unknown name):
+    /// its intended reads are unknown, so "never used" would be a guess.
+    pub incomplete: bool,
 }
 
 /// The roots of the template context.
@@ -116,6 +119,7 @@ impl Checker<'_> {
     }
 
     fn syntax_error(&mut self, t: &Template, e: &minijinja::Error) {
+        self.references.incomplete = true;
         let location = match (e.range(), e.line()) {
             (Some(range), _) => t.location_of(range),
             (None, Some(line)) => {
@@ -171,6 +175,7 @@ impl Checker<'_> {
                 let Some(name) = parts.get(1) else { return };
                 self.references.params.insert(name.to_string());
                 if !self.runbook.params.iter().any(|p| p.name == *name) {
+                    self.references.incomplete = true;
                     let known: Vec<&str> = self
                         .runbook
                         .params
@@ -192,6 +197,7 @@ impl Checker<'_> {
             "runbook" => self.attribute(at, path, &parts, &["name", "version", "title"]),
             "attempt" | "feedback" => {}
             _ => {
+                self.references.incomplete = true;
                 let d =
                     Diagnostic::error("E0108", at, format!("unknown template variable `{root}`"))
                         .with_label("not in the template context")
@@ -302,7 +308,16 @@ impl Checker<'_> {
                 )
                 .with_label("may not have run yet")
                 .with_secondary(t.location, format!("`{name}` is declared here"))
-                .with_help(format!("add `after {name}` to `{}`, or move it to a later phase", reader_node.name)),
+                .with_help(if t.phase == reader_node.phase {
+                    format!("add `after {name}` to `{}`, or move `{}` to a later phase", reader_node.name, reader_node.name)
+                } else {
+                    format!(
+                        "add `after {name}` to `{}`, or make phase `{}` run after phase `{}`",
+                        reader_node.name,
+                        self.runbook.phase(reader_node.phase).name,
+                        self.runbook.phase(t.phase).name
+                    )
+                }),
             );
         }
         let _ = self.map;

@@ -43,7 +43,7 @@ pub fn check(runbook: &Runbook, references: &References) -> Vec<Diagnostic> {
             );
         }
     }
-    for param in &runbook.params {
+    for param in runbook.params.iter().filter(|_| !references.incomplete) {
         if !references.params.contains(&param.name) {
             out.push(
                 Diagnostic::warning(

@@ -69,7 +69,8 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
 
 /// E0001 for a syntax error in `file`.
 fn syntax_diagnostic(file: FileId, e: crate::syntax::SyntaxError) -> Diagnostic {
-    let mut d = Diagnostic::error("E0001", loc(file, e.span), e.message).with_label("here");
+    let label = e.label.unwrap_or_else(|| "here".into());
+    let mut d = Diagnostic::error("E0001", loc(file, e.span), e.message).with_label(label);
     if let Some(help) = e.help {
         d = d.with_help(help);
     }
@@ -129,7 +130,10 @@ struct Lowerer<'m> {
     agents: Vec<Agent>,
     sources: Vec<SourceRef>,
     /// Canonical paths of the modules being imported, for cycle detection.
-    import_stack: Vec<PathBuf>,
+    import_stack: Vec<ImportFrame>,
+    /// Names of the agents the runbook declares, resolved or not: a step naming one
+    /// that failed to resolve gets no second error.
+    declared_agents: std::collections::HashSet<String>,
     /// Agents exported by each module already lowered.
     modules: HashMap<PathBuf, Vec<(String, AgentId)>>,
 }
@@ -180,6 +184,7 @@ impl<'m> Lowerer<'m> {
             local: false,
         };
         let root_path = map.get(root).path.clone();
+        let map_name = map.get(root).name.clone();
         Lowerer {
             map,
             root,
@@ -189,8 +194,13 @@ impl<'m> Lowerer<'m> {
                 file: root,
                 role: SourceRole::Runbook,
             }],
-            import_stack: vec![canonical(&root_path)],
+            import_stack: vec![ImportFrame {
+                key: canonical(&root_path),
+                name: map_name,
+                via: None,
+            }],
             modules: HashMap::new(),
+            declared_agents: Default::default(),
         }
     }
 
@@ -407,6 +417,7 @@ impl<'m> Lowerer<'m> {
                     loc(file, decl.name.span),
                     "`shell` is the builtin shell agent".into(),
                 );
+                d.label = "reserved for the builtin".into();
                 d.help =
                     Some("pick another name, and write `uses shell` to narrow the builtin".into());
                 continue;
@@ -461,10 +472,20 @@ impl<'m> Lowerer<'m> {
             let d = self.error(
                 "E0201",
                 loc(file, decl.name.span),
-                format!("`uses` cycle: {}", names.join(" → ")),
+                format!(
+                    "`uses` cycle: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
             );
             d.label = "this agent ends up using itself".into();
-            d.help = Some("an agent narrows an agent declared without `uses` on it".into());
+            d.help = Some(
+                "a `uses` chain must end at `shell` or at an agent with `run`: remove one `uses`"
+                    .into(),
+            );
             state.insert(index, None);
             return None;
         }
@@ -759,7 +780,10 @@ impl<'m> Lowerer<'m> {
                     format!("cannot find the imported file `{path_text}`"),
                 );
                 d.label = "no such file".into();
-                d.help = Some(format!("paths are relative to this file's directory ({}); stdlib modules start with `std/`", base.display()));
+                d.help = Some(format!(
+                    "paths are relative to the importing file's directory ({}); stdlib modules start with `std/`",
+                    shown_dir(&base)
+                ));
                 return None;
             }
             let display = crate::syntax::source::display_path(&candidate);
@@ -780,18 +804,30 @@ impl<'m> Lowerer<'m> {
                 }
             }
         };
-        if self.import_stack.contains(&key) {
-            let mut chain: Vec<String> = self
-                .import_stack
+        if let Some(first) = self.import_stack.iter().position(|f| f.key == key) {
+            let cycle = &self.import_stack[first..];
+            let mut chain: Vec<String> = cycle.iter().map(|f| f.name.clone()).collect();
+            chain.push(self.map.get(module_file).name.clone());
+            let vias: Vec<Location> = self.import_stack[1..]
                 .iter()
-                .map(|p| p.display().to_string())
+                .filter_map(|f| f.via)
                 .collect();
-            chain.push(key.display().to_string());
             let d = self.error("E0107", at, format!("import cycle: {}", chain.join(" → ")));
-            d.label = "imports a file that imports this one".into();
+            d.label = "imports a file that is still being imported".into();
+            for via in vias {
+                d.labels.push(crate::diagnostic::Label {
+                    location: via,
+                    message: "imported here".into(),
+                });
+            }
             d.help = Some("move the shared agents into a module that imports neither".into());
             return None;
         }
+        let frame = ImportFrame {
+            key: key.clone(),
+            name: self.map.get(module_file).name.clone(),
+            via: Some(at),
+        };
         if !self.sources.iter().any(|s| s.file == module_file) {
             self.sources.push(SourceRef {
                 file: module_file,
@@ -809,14 +845,14 @@ impl<'m> Lowerer<'m> {
                         Vec::new()
                     }
                     Ok(ast::File::Module(m)) => {
-                        self.import_stack.push(key.clone());
+                        self.import_stack.push(frame);
                         let e = self.module(&m, module_file, &alias);
                         self.import_stack.pop();
                         e
                     }
                     Ok(ast::File::Runbook(r)) => {
                         // A runbook can serve as a library of its agents.
-                        self.import_stack.push(key.clone());
+                        self.import_stack.push(frame);
                         let mut inner_scope = self.base_scope();
                         for item in &r.items {
                             if let ast::RunbookItem::Import(i) = item {
@@ -977,12 +1013,31 @@ impl<'m> Lowerer<'m> {
         let text = self.map.get(file).text.clone();
         match crate::syntax::parse(&text) {
             Ok(ast::File::Policy(p)) => Some(self.policy_fields(&p, file)),
-            Ok(_) => {
+            Ok(other) => {
+                // Point at what the file holds instead of a policy.
+                let at = match &other {
+                    ast::File::Runbook(r) => {
+                        Span::new(r.span.start as usize, r.name.span.end as usize)
+                    }
+                    ast::File::Module(m) => m
+                        .imports
+                        .first()
+                        .map(|i| i.span)
+                        .or(m.agents.first().map(|a| a.span))
+                        .unwrap_or_default(),
+                    ast::File::Policy(p) => p.span,
+                };
+                let root = self.root;
                 let d = self.error(
                     "E0511",
-                    loc(file, Span::new(0, 0)),
+                    loc(file, at),
                     "policy.runbook at the repository root must hold a `policy { … }` block".into(),
                 );
+                d.label = "not a policy".into();
+                d.labels.push(crate::diagnostic::Label {
+                    location: loc(root, Span::new(0, 0)),
+                    message: "checked under that policy".into(),
+                });
                 d.help = Some("write `policy { exec [...] write [...] network off }`".into());
                 None
             }
@@ -1052,6 +1107,7 @@ impl<'m> Lowerer<'m> {
                             location: first,
                             message: "first declared here".into(),
                         });
+                        d.help = Some("keep one declaration, or rename one of them".into());
                         continue;
                     }
                     let param = self.param(p, file);
@@ -1065,6 +1121,8 @@ impl<'m> Lowerer<'m> {
                             loc(file, s.name.span),
                             format!("secret `{}` is declared twice", s.name.name),
                         );
+                        d.label = "declared again here".into();
+                        d.help = Some("remove one of them".into());
                         d.labels.push(crate::diagnostic::Label {
                             location: first,
                             message: "first declared here".into(),
@@ -1082,6 +1140,7 @@ impl<'m> Lowerer<'m> {
             }
         }
         self.agents_in(&agent_decls, file, "", &mut scope, true);
+        self.declared_agents = agent_decls.iter().map(|a| a.name.name.clone()).collect();
         let policy = self.find_policy();
 
         // Phases and node names first, so `after` may name anything declared anywhere.
@@ -1324,6 +1383,7 @@ impl<'m> Lowerer<'m> {
                 loc(file, b.key.span),
                 "this rollback block runs nothing".into(),
             );
+            d.label = "no `sh` inside".into();
             d.help = Some("add the commands that undo the work: sh \"…\"".into());
         }
         RollbackBlock {
@@ -1387,6 +1447,9 @@ impl<'m> Lowerer<'m> {
                     None => (Some(SHELL), loc(file, s.name.span)),
                     Some(by) => match scope.get(&by.name) {
                         Some(&id) => (Some(id), loc(file, by.span)),
+                        None if self.declared_agents.contains(&by.name) => {
+                            (None, loc(file, by.span))
+                        }
                         None => {
                             let d = self.error(
                                 "E0101",
@@ -1654,8 +1717,11 @@ impl<'m> Lowerer<'m> {
                     format!("`{}` is not something a checkpoint can show", r.name),
                 );
                 d.label = "unknown".into();
-                d.help =
-                    Some("show \"path\", diff, or steps.NAME.output (or .files, .status)".into());
+                let step = parts.iter().find(|p| node_ids.contains_key(**p));
+                d.help = Some(match step {
+                    Some(step) => format!("did you mean `steps.{step}.output`?"),
+                    None => "show \"path\", diff, or steps.NAME.output (or .files, .status)".into(),
+                });
                 ShowItem::Diff(at)
             }
         }
@@ -1684,7 +1750,7 @@ impl<'m> Lowerer<'m> {
                     if problem.code == "E0003" {
                         self.diagnostics
                             .push(problem.with_secondary(at, "used as a prompt here"));
-                        return None;
+                        return Some(unreadable_prompt(at));
                     }
                 }
                 let text = self.map.get(id).text.to_string();
@@ -1711,9 +1777,9 @@ impl<'m> Lowerer<'m> {
                 d.label = "prompt file".into();
                 d.help = Some(format!(
                     "prompt paths are relative to the runbook's directory ({})",
-                    base.display()
+                    shown_dir(&base)
                 ));
-                None
+                Some(unreadable_prompt(at))
             }
         }
     }
@@ -1732,8 +1798,41 @@ fn setting<T>(own: Option<(T, Location)>, inherit: impl FnOnce() -> T) -> Settin
     }
 }
 
+/// A directory as diagnostics print it (`.` for the current one).
+fn shown_dir(dir: &Path) -> String {
+    let shown = crate::syntax::source::display_path(dir);
+    if shown.is_empty() {
+        ".".into()
+    } else {
+        shown
+    }
+}
+
+/// Stands in for a prompt file that could not be read (already an error), so that the
+/// step is not also reported as having no prompt.
+fn unreadable_prompt(at: Location) -> Template {
+    Template {
+        text: String::new(),
+        file: at.file,
+        offsets: crate::syntax::ast::OffsetMap::default(),
+        location: at,
+        expression: false,
+    }
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A file on the chain of imports being lowered, for cycle detection.
+#[derive(Debug, Clone)]
+struct ImportFrame {
+    /// Canonical path (or `std/NAME`).
+    key: PathBuf,
+    /// The name diagnostics print.
+    name: String,
+    /// The import that brought it in.
+    via: Option<Location>,
 }
 
 /// A step or checkpoint declaration awaiting lowering.

@@ -16,6 +16,8 @@ pub struct SyntaxError {
     pub message: String,
     /// A hint for the most common mistakes, if one applies.
     pub help: Option<String>,
+    /// What to print under the span, if more than "here".
+    pub label: Option<String>,
     /// Other places involved (the `{` of a block that is never closed).
     pub labels: Vec<(Span, String)>,
 }
@@ -27,6 +29,7 @@ impl SyntaxError {
             span,
             message: message.into(),
             help: None,
+            label: None,
             labels: Vec::new(),
         }
     }
@@ -103,6 +106,17 @@ const FAMILIAR_MISTAKES: &[(&str, &str, &str)] = &[
     ("model", "run \"PROGRAM ARGS\"", "run"),
     ("command", "run", "run"),
     ("cmd", "run", "run"),
+];
+
+/// Keywords that start a declaration, as opposed to a field.
+const STRUCTURAL: &[&str] = &[
+    "import",
+    "param",
+    "secret",
+    "agent",
+    "phase",
+    "step",
+    "checkpoint",
 ];
 
 /// Where a keyword belongs, for "`prompt` cannot appear here" errors.
@@ -316,9 +330,49 @@ fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
         [one] => format!("expected {one}, found {found}"),
         [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
     };
-    let mut error = SyntaxError::new(point(text, offset), message);
+    let mut error = SyntaxError::new(point(text, offset), message.clone());
     error.help = help(text, offset, &expected);
-    if rest.trim().is_empty() || expects_close(&expected) {
+    // A header or field that stops short (`phase build` without its `{`) is missing
+    // something at its own end; when what follows is on a later line, that line is the
+    // one to fix, as rustc does for a missing `;`.
+    // (When `}` would do, the thing before was complete: the mistake is what follows.)
+    let continuing = !expects_close(&expected)
+        && !expected.contains(&Expected::EndOfFile)
+        && (expected.contains(&Expected::Punctuation("{".into()))
+            || !expected.iter().any(|e| matches!(e, Expected::Keyword(_))));
+    if continuing && !rest.trim().is_empty() {
+        if let Some(previous) = previous_token_end(text, offset) {
+            if text[previous..offset].contains('\n') {
+                let last = text[..previous]
+                    .chars()
+                    .next_back()
+                    .map_or(1, char::len_utf8);
+                error.span = Span::new(previous - last, previous);
+                error
+                    .labels
+                    .push((point(text, offset), format!("{found} is next")));
+                if expected.contains(&Expected::Punctuation("{".into())) {
+                    let header = header_before(text, previous);
+                    error.message =
+                        format!("expected `{{` after {header}, found {found} on a later line");
+                    error.label = Some("add `{` here".into());
+                    error.help = Some(format!(
+                        "a block opens with `{{` on its header's line: {} {{",
+                        header.trim_matches('`')
+                    ));
+                } else {
+                    error.message = format!("{message} on a later line");
+                    error.label = Some("this is incomplete".into());
+                }
+            }
+        }
+    }
+    // A `}` is missing when the file ends inside a block, or when a declaration that
+    // belongs to an outer block shows up where the inner one's fields were expected.
+    let misplaced_declaration = word_at(text, offset).is_some_and(|w| {
+        STRUCTURAL.contains(&w) && !expected.contains(&Expected::Keyword(w.to_string()))
+    });
+    if rest.trim().is_empty() || (misplaced_declaration && expects_close(&expected)) {
         if let Some((span, header)) = unclosed_block(text, offset) {
             error
                 .labels
@@ -357,6 +411,45 @@ fn unterminated(text: &str, offset: usize) -> Option<SyntaxError> {
     let mut error = SyntaxError::new(Span::new(start, start + len), message);
     error.help = Some(help.into());
     Some(error)
+}
+
+/// The offset just past the last token (not whitespace, not a comment) before `offset`.
+fn previous_token_end(text: &str, offset: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut last = None;
+    let mut i = 0;
+    while i < offset.min(bytes.len()) {
+        match bytes[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'/' if text[i..].starts_with("//") => {
+                i = text[i..].find('\n').map_or(bytes.len(), |e| i + e);
+            }
+            b'/' if text[i..].starts_with("/*") => {
+                i = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
+            }
+            b'"' if text[i..].starts_with("\"\"\"") => {
+                i = text[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |e| i + 3 + e + 3);
+                last = Some(i);
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                last = Some(i);
+            }
+            _ => {
+                i += text[i..].chars().next().map_or(1, char::len_utf8);
+                last = Some(i);
+            }
+        }
+    }
+    last.map(|l| l.min(offset))
 }
 
 /// What kind of literal runs off.
@@ -493,15 +586,17 @@ fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
     if let Some((_, right, _)) = familiar {
         return Some(format!("did you mean `{right}`?"));
     }
+    if keywords.contains(&"runbook") && !keywords.contains(&word) {
+        return Some(format!(
+            "a file holds one `runbook NAME {{ … }}` (or a `policy {{ … }}`, or a module of imports and agents): put `{word}` inside the runbook"
+        ));
+    }
     if KEYWORDS.contains(&word) && !keywords.contains(&word) {
         let place = belongs(word).map_or_else(
             || format!("`{word}` cannot appear here"),
             |b| format!("`{word}` {b}"),
         );
-        let structural = matches!(
-            word,
-            "import" | "param" | "secret" | "agent" | "phase" | "step" | "checkpoint"
-        );
+        let structural = STRUCTURAL.contains(&word);
         let opens = expected.contains(&Expected::Punctuation("{".into()));
         let close = if opens {
             "; is the `{` that opens the block missing?".to_string()

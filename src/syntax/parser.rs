@@ -77,6 +77,19 @@ fn span(pair: &Pair<Rule>) -> Span {
     Span::new(s.start(), s.end())
 }
 
+/// The span of a rule from its first to its last token. A rule that ends in an optional
+/// part (`import "x" [as y]`) also holds the whitespace and comments pest skipped
+/// before trying that part; this leaves them out.
+fn content_span(pair: &Pair<Rule>) -> Span {
+    let start = pair.as_span().start();
+    let end = pair
+        .clone()
+        .into_inner()
+        .last()
+        .map_or(pair.as_span().end(), |last| last.as_span().end());
+    Span::new(start, end)
+}
+
 fn ident(pair: Pair<Rule>) -> Ident {
     Ident {
         name: pair.as_str().to_string(),
@@ -190,7 +203,7 @@ fn runbook(pair: Pair<Rule>) -> Result<Runbook, SyntaxError> {
 }
 
 fn import(pair: Pair<Rule>) -> Result<Import, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let path = str_lit(inner.next().expect("import path"))?;
     let alias = inner.find(|p| p.as_rule() == Rule::ident).map(ident);
@@ -202,7 +215,7 @@ fn import(pair: Pair<Rule>) -> Result<Import, SyntaxError> {
 }
 
 fn param(pair: Pair<Rule>) -> Result<Param, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let name = ident(inner.next().expect("param name"));
     let ty = ident(
@@ -292,7 +305,7 @@ fn agent_field(pair: Pair<Rule>) -> Result<AgentField, SyntaxError> {
 }
 
 fn agent(pair: Pair<Rule>) -> Result<Agent, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let name = ident(inner.next().expect("agent name"));
     let mut uses = None;
