@@ -247,7 +247,11 @@ pub mod render {
         } else {
             GraphicalTheme::unicode_nocolor()
         };
-        let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+        // No wrapping: the wrapper breaks lines after closing punctuation, inside the
+        // backquoted names a message lists (`}`), and rustc does not wrap either.
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_wrap_lines(false);
         let mut out = String::new();
         if handler.render_report(&mut out, &report).is_err() {
             out = format!("{diagnostic}\n");

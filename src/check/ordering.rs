@@ -6,9 +6,10 @@ use crate::ir::{GraphNode, NodeKind, Runbook, ShowItem};
 
 fn describe(runbook: &Runbook, node: GraphNode) -> String {
     match node {
-        GraphNode::Node(id) => runbook.node(id).name.clone(),
-        GraphNode::PhaseStart(p) => format!("(start of phase {})", runbook.phase(p).name),
-        GraphNode::PhaseEnd(p) => format!("(end of phase {})", runbook.phase(p).name),
+        GraphNode::Node(id) => format!("`{}`", runbook.node(id).name),
+        GraphNode::PhaseStart(p) | GraphNode::PhaseEnd(p) => {
+            format!("phase `{}`", runbook.phase(p).name)
+        }
     }
 }
 
@@ -16,19 +17,35 @@ fn describe(runbook: &Runbook, node: GraphNode) -> String {
 pub fn cycles(runbook: &Runbook) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for cycle in runbook.graph.cycles() {
-        let mut names: Vec<String> = cycle.iter().map(|(n, _)| describe(runbook, *n)).collect();
+        // A phase is two vertices (start, end); show it once. A step that is on the cycle
+        // only because it sits inside a phase on it (no `after` into or out of it) says
+        // nothing the phase does not.
+        let n = cycle.len();
+        let mut names: Vec<String> = Vec::new();
+        for (i, (vertex, reference)) in cycle.iter().enumerate() {
+            let outgoing = cycle[(i + 1) % n].1;
+            let passing = matches!(vertex, GraphNode::Node(_))
+                && reference.is_none()
+                && outgoing.is_none()
+                && cycle.iter().any(|(v, _)| !matches!(v, GraphNode::Node(_)));
+            if passing {
+                continue;
+            }
+            let name = describe(runbook, *vertex);
+            if names.last() != Some(&name) {
+                names.push(name);
+            }
+        }
+        if names.len() > 1 && names.first() == names.last() {
+            names.pop();
+        }
         names.push(names[0].clone());
-        // Drop the virtual phase vertices from the path when a named node follows.
-        let path: Vec<&String> = names
-            .iter()
-            .filter(|n| !n.starts_with("(start of"))
-            .collect();
-        let path = path
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" → ");
+        let path = names.join(" → ");
         let references: Vec<_> = cycle.iter().filter_map(|(_, r)| *r).collect();
+        // An edge into a phase's start with no `after` written is the file order.
+        let implicit = cycle.iter().any(|(vertex, reference)| {
+            matches!(vertex, GraphNode::PhaseStart(p) if reference.is_none() && runbook.phase(*p).after.is_none() && p.0 > 0)
+        });
         let primary = references
             .first()
             .copied()
@@ -36,9 +53,13 @@ pub fn cycles(runbook: &Runbook) -> Vec<Diagnostic> {
                 GraphNode::Node(id) => runbook.node(id).location,
                 GraphNode::PhaseStart(p) | GraphNode::PhaseEnd(p) => runbook.phase(p).location,
             });
+        let mut help = "remove one of the `after` references on the cycle: nothing can run after something that runs after it".to_string();
+        if implicit {
+            help.push_str("; a phase without `after` runs after the phase above it");
+        }
         let mut d = Diagnostic::error("E0201", primary, format!("dependency cycle: {path}"))
             .with_label("this `after` closes the cycle")
-            .with_help("remove one of the `after` references on the cycle (a step cannot run after something that runs after it)");
+            .with_help(help);
         for r in references.iter().skip(1) {
             d = d.with_secondary(*r, "part of the cycle");
         }

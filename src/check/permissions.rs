@@ -5,8 +5,14 @@
 use super::shell;
 use crate::diagnostic::Diagnostic;
 use crate::ir::pattern::{covered_by, Pattern};
-use crate::ir::{Agent, AgentId, AgentKind, NodeKind, Runbook, Setting, Step, Template};
+use crate::ir::{Agent, AgentId, AgentKind, Network, NodeKind, Runbook, Setting, Step, Template};
 use crate::syntax::source::Location;
+
+/// An agent's list permission.
+type Patterns = Setting<Vec<Pattern>>;
+
+/// A policy's list permission, where written.
+type Ceiling = Option<(Vec<Pattern>, Location)>;
 
 /// Runs every permission rule.
 pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
@@ -22,7 +28,7 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
         let agent = runbook.agent(agent_id);
         shape(node, step, agent, &mut out);
         produces(step, agent, &mut out);
-        programs(runbook, step, agent, &mut out);
+        programs(runbook, step, agent_id, &mut out);
     }
     if let Some(policy) = &runbook.policy {
         ceiling(runbook, policy, &mut out);
@@ -40,7 +46,7 @@ fn widening(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
     let parent = runbook.agent(agent.uses.expect("filtered on uses"));
     let p = &agent.permissions;
     let q = &parent.permissions;
-    let lists: [(&str, &Setting<Vec<Pattern>>, &Setting<Vec<Pattern>>); 4] = [
+    let lists: [(&str, &Patterns, &Patterns); 4] = [
         ("read", &p.read, &q.read),
         ("write", &p.write, &q.write),
         ("exec", &p.exec, &q.exec),
@@ -153,10 +159,19 @@ fn produces(step: &Step, agent: &Agent, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// E0403: programs of `sh` lines and `until` must be in the agent's `exec`.
-fn programs(runbook: &Runbook, step: &Step, agent: &Agent, out: &mut Vec<Diagnostic>) {
+/// E0403: programs of `sh` lines and `until` must be in the agent's `exec`; E0404 for
+/// programs of builtin-shell steps that the policy does not allow.
+fn programs(runbook: &Runbook, step: &Step, agent_id: AgentId, out: &mut Vec<Diagnostic>) {
+    let agent = runbook.agent(agent_id);
     let exec = &agent.permissions.exec;
-    let policy_exec = runbook.policy.as_ref().and_then(|p| p.exec.as_ref());
+    // Every agent but the builtin shell has its `exec` list held against the policy
+    // (see `ceiling`); the builtin may run anything, so its steps are judged by the
+    // programs their lines actually run.
+    let policy_exec = runbook
+        .policy
+        .as_ref()
+        .and_then(|p| p.exec.as_ref())
+        .filter(|_| agent_id == crate::ir::SHELL);
     let mut check = |t: &Template, what: &str| {
         for program in shell::programs(&t.text) {
             let at = t.location_of(program.range.clone());
@@ -193,8 +208,11 @@ fn programs(runbook: &Runbook, step: &Step, agent: &Agent, out: &mut Vec<Diagnos
             }
         }
     };
-    for t in &step.sh {
-        check(t, "this line");
+    // `sh` on a command agent is already a shape error (E0507); its programs are moot.
+    if agent.kind == AgentKind::Shell {
+        for t in &step.sh {
+            check(t, "this line");
+        }
     }
     if let Some(until) = &step.until {
         check(&until.command, "`until`");
@@ -232,11 +250,15 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                 fallback
             }
         };
-        let lists: [(
-            &str,
-            &Setting<Vec<Pattern>>,
-            &Option<(Vec<Pattern>, Location)>,
-        ); 4] = [
+        // A value the agent does not write itself comes from the agent it narrows.
+        let label = |own: Option<Location>| match (own, agent.uses) {
+            (None, Some(parent)) if agent.local => format!(
+                "inherited from `{}`; not allowed by policy.runbook",
+                runbook.agent(parent).name
+            ),
+            _ => "not allowed by policy.runbook".to_string(),
+        };
+        let lists: [(&str, &Patterns, &Ceiling); 4] = [
             ("read", &p.read, &policy.read),
             ("write", &p.write, &policy.write),
             ("exec", &p.exec, &policy.exec),
@@ -263,7 +285,7 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                                 agent.name, pattern.text
                             ),
                         )
-                        .with_label("not allowed by policy.runbook")
+                        .with_label(label(mine.own))
                         .with_secondary(
                             *policy_at,
                             format!("the policy allows {field} {allowed:?}"),
@@ -285,12 +307,18 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                             p.network.value.describe()
                         ),
                     )
-                    .with_label("not allowed by policy.runbook")
+                    .with_label(label(p.network.own))
                     .with_secondary(
                         *policy_at,
                         format!("the policy allows network {}", ceiling.describe()),
                     )
-                    .with_help("write `network off` in the agent"),
+                    .with_help(format!(
+                        "write `network {}` in the agent",
+                        match ceiling {
+                            Network::Hosts(_) => "[\"HOST\", …]".to_string(),
+                            other => other.describe(),
+                        }
+                    )),
                 );
             }
         }
@@ -299,7 +327,7 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                 if !ceiling.contains(name) {
                     out.push(
                         Diagnostic::error("E0404", at(p.env.own), format!("agent `{}` exceeds the repository policy: env `{name}`", agent.name))
-                            .with_label("not allowed by policy.runbook")
+                            .with_label(label(p.env.own))
                             .with_secondary(*policy_at, "the policy's `env`")
                             .with_help(format!("remove `{name}` from the agent's `env`, or have it allowed in policy.runbook")),
                     );

@@ -12,6 +12,9 @@ use std::collections::HashSet;
 pub struct References {
     /// Params some template reads.
     pub params: HashSet<String>,
+    /// Whether some template could not be read fully (a syntax error, an unknown name):
+    /// its intended reads are unknown, so "never used" would be a guess.
+    pub incomplete: bool,
 }
 
 /// The roots of the template context.
@@ -116,6 +119,7 @@ impl Checker<'_> {
     }
 
     fn syntax_error(&mut self, t: &Template, e: &minijinja::Error) {
+        self.references.incomplete = true;
         let location = match (e.range(), e.line()) {
             (Some(range), _) => t.location_of(range),
             (None, Some(line)) => {
@@ -171,6 +175,7 @@ impl Checker<'_> {
                 let Some(name) = parts.get(1) else { return };
                 self.references.params.insert(name.to_string());
                 if !self.runbook.params.iter().any(|p| p.name == *name) {
+                    self.references.incomplete = true;
                     let known: Vec<&str> = self
                         .runbook
                         .params
@@ -192,15 +197,36 @@ impl Checker<'_> {
             "runbook" => self.attribute(at, path, &parts, &["name", "version", "title"]),
             "attempt" | "feedback" => {}
             _ => {
-                let mut d =
+                self.references.incomplete = true;
+                let d =
                     Diagnostic::error("E0108", at, format!("unknown template variable `{root}`"))
-                        .with_label("not in the template context");
-                d = d.with_help(match closest(root, ROOTS) {
-                    Some(s) => format!("did you mean `{s}`? The context holds params, steps, run, attempt, feedback and runbook"),
-                    None => "the context holds params.NAME, steps.NAME.output/files/status, run.id, run.dir, attempt, feedback, runbook.name and runbook.version".into(),
-                });
+                        .with_label("not in the template context")
+                        .with_help(self.unknown_root_help(root, &parts));
                 self.out.push(d);
             }
+        }
+    }
+
+    /// What the writer of `{{ root… }}` most likely meant.
+    fn unknown_root_help(&self, root: &str, parts: &[&str]) -> String {
+        let secret = |name: &str| self.runbook.secrets.iter().any(|s| s.name == name);
+        if matches!(root, "secrets" | "secret" | "env") || secret(root) {
+            let name = if secret(root) {
+                root
+            } else {
+                parts.get(1).copied().unwrap_or("NAME")
+            };
+            return format!("secrets never enter templates (they would be recorded): list `{name}` in the agent's `env` and read it as ${name} at run time");
+        }
+        if self.runbook.params.iter().any(|p| p.name == root) {
+            return format!("did you mean `params.{root}`?");
+        }
+        if self.runbook.node_named(root).is_some() {
+            return format!("did you mean `steps.{root}.output`?");
+        }
+        match closest(root, ROOTS) {
+            Some(s) => format!("did you mean `{s}`? The context holds params, steps, run, attempt, feedback and runbook"),
+            None => "the context holds params.NAME, steps.NAME.output/files/status, run.id, run.dir, attempt, feedback, runbook.name and runbook.version".into(),
         }
     }
 
@@ -282,7 +308,16 @@ impl Checker<'_> {
                 )
                 .with_label("may not have run yet")
                 .with_secondary(t.location, format!("`{name}` is declared here"))
-                .with_help(format!("add `after {name}` to `{}`, or move it to a later phase", reader_node.name)),
+                .with_help(if t.phase == reader_node.phase {
+                    format!("add `after {name}` to `{}`, or move `{}` to a later phase", reader_node.name, reader_node.name)
+                } else {
+                    format!(
+                        "add `after {name}` to `{}`, or make phase `{}` run after phase `{}`",
+                        reader_node.name,
+                        self.runbook.phase(reader_node.phase).name,
+                        self.runbook.phase(t.phase).name
+                    )
+                }),
             );
         }
         let _ = self.map;

@@ -21,8 +21,14 @@ pub fn check(runbook: &Runbook, references: &References) -> Vec<Diagnostic> {
             }
         }
     }
+    // A step whose `by` did not resolve (already an error) may have meant any agent or
+    // import: calling them unused would only add noise to that error.
+    let unresolved = runbook
+        .nodes
+        .iter()
+        .any(|n| n.step().is_some_and(|s| s.agent.is_none()));
     for (i, agent) in runbook.agents.iter().enumerate() {
-        if agent.local && !used[i] {
+        if agent.local && !used[i] && !unresolved {
             out.push(
                 Diagnostic::warning(
                     "W0001",
@@ -37,7 +43,7 @@ pub fn check(runbook: &Runbook, references: &References) -> Vec<Diagnostic> {
             );
         }
     }
-    for param in &runbook.params {
+    for param in runbook.params.iter().filter(|_| !references.incomplete) {
         if !references.params.contains(&param.name) {
             out.push(
                 Diagnostic::warning(
@@ -74,19 +80,13 @@ pub fn check(runbook: &Runbook, references: &References) -> Vec<Diagnostic> {
             );
         }
     }
-    for (alias, location) in &runbook.imports {
-        let prefix = format!("{alias}.");
-        let any = runbook
-            .agents
-            .iter()
-            .enumerate()
-            .any(|(i, a)| used[i] && a.name.starts_with(&prefix));
-        if !any {
+    for import in runbook.imports.iter().filter(|_| !unresolved) {
+        if !import.agents.iter().any(|a| used[a.0 as usize]) {
             out.push(
                 Diagnostic::warning(
                     "W0004",
-                    *location,
-                    format!("nothing from import `{alias}` is used"),
+                    import.location,
+                    format!("nothing from import `{}` is used", import.alias),
                 )
                 .with_label("unused import")
                 .with_help("remove the import, or use one of its agents"),

@@ -69,8 +69,13 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for root in roots {
         if root.is_dir() {
+            let before = files.len();
             runbook_files(&root, &mut files)
                 .map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+            if files.len() == before {
+                // Checking nothing and reporting success would hide a wrong path in CI.
+                return Err(format!("no .runbook files in {}", root.display()));
+            }
         } else {
             files.push(root);
         }

@@ -43,14 +43,9 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
     let parsed = match crate::syntax::parse(&text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let mut d = Diagnostic::error("E0001", Location { file, span: e.span }, e.message)
-                .with_label("here");
-            if let Some(help) = e.help {
-                d = d.with_help(help);
-            }
             return Lowered {
                 runbook: None,
-                diagnostics: vec![d],
+                diagnostics: vec![syntax_diagnostic(file, e)],
             };
         }
     };
@@ -70,6 +65,19 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
         runbook,
         diagnostics: lowerer.diagnostics,
     }
+}
+
+/// E0001 for a syntax error in `file`.
+fn syntax_diagnostic(file: FileId, e: crate::syntax::SyntaxError) -> Diagnostic {
+    let label = e.label.unwrap_or_else(|| "here".into());
+    let mut d = Diagnostic::error("E0001", loc(file, e.span), e.message).with_label(label);
+    if let Some(help) = e.help {
+        d = d.with_help(help);
+    }
+    for (span, message) in e.labels {
+        d = d.with_secondary(loc(file, span), message);
+    }
+    d
 }
 
 fn loc(file: FileId, span: Span) -> Location {
@@ -103,7 +111,8 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 fn known_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let mut v: Vec<&str> = names.collect();
+    // `std.shell` is an alias of `shell`; listing both reads like two agents.
+    let mut v: Vec<&str> = names.filter(|n| *n != "std.shell").collect();
     v.sort();
     v.dedup();
     if v.is_empty() {
@@ -121,7 +130,10 @@ struct Lowerer<'m> {
     agents: Vec<Agent>,
     sources: Vec<SourceRef>,
     /// Canonical paths of the modules being imported, for cycle detection.
-    import_stack: Vec<PathBuf>,
+    import_stack: Vec<ImportFrame>,
+    /// Names of the agents the runbook declares, resolved or not: a step naming one
+    /// that failed to resolve gets no second error.
+    declared_agents: std::collections::HashSet<String>,
     /// Agents exported by each module already lowered.
     modules: HashMap<PathBuf, Vec<(String, AgentId)>>,
 }
@@ -172,6 +184,7 @@ impl<'m> Lowerer<'m> {
             local: false,
         };
         let root_path = map.get(root).path.clone();
+        let map_name = map.get(root).name.clone();
         Lowerer {
             map,
             root,
@@ -181,8 +194,13 @@ impl<'m> Lowerer<'m> {
                 file: root,
                 role: SourceRole::Runbook,
             }],
-            import_stack: vec![canonical(&root_path)],
+            import_stack: vec![ImportFrame {
+                key: canonical(&root_path),
+                name: map_name,
+                via: None,
+            }],
             modules: HashMap::new(),
+            declared_agents: Default::default(),
         }
     }
 
@@ -228,7 +246,8 @@ impl<'m> Lowerer<'m> {
         }
     }
 
-    fn literal_value(&mut self, file: FileId, lit: &ast::Literal) -> Option<Value> {
+    /// The value of a param default; `param` names the param in errors.
+    fn literal_value(&mut self, file: FileId, lit: &ast::Literal, param: &str) -> Option<Value> {
         Some(match lit {
             ast::Literal::Str(s) => Value::String(s.value.clone()),
             ast::Literal::Bool(b, _) => Value::Bool(*b),
@@ -237,11 +256,27 @@ impl<'m> Lowerer<'m> {
                 Ok(i) => Value::Int(i),
                 Err(_) => match parse_duration(&t.text) {
                     Ok(d) => Value::Duration(d),
+                    Err(_) if t.text.parse::<f64>().is_ok() => {
+                        let d = self.error(
+                            "E0503",
+                            loc(file, t.span),
+                            format!(
+                                "the default of param `{param}` is `{}`, a decimal number, which no param type holds",
+                                t.text
+                            ),
+                        );
+                        d.label = "not a whole number".into();
+                        d.help = Some("write a whole number (int), a duration such as 90s, or a string \"1.5\"".into());
+                        return None;
+                    }
                     Err(e) => {
                         let d = self.error(
                             "E0501",
                             loc(file, t.span),
-                            format!("`{}` is neither a number nor a duration: {e}", t.text),
+                            format!(
+                                "the default of param `{param}`, `{}`, is neither a number nor a duration: {e}",
+                                t.text
+                            ),
                         );
                         d.help = Some(DURATION_HELP.into());
                         return None;
@@ -251,7 +286,7 @@ impl<'m> Lowerer<'m> {
             ast::Literal::List(l) => {
                 let mut items = Vec::new();
                 for item in &l.items {
-                    items.push(self.literal_value(file, item)?);
+                    items.push(self.literal_value(file, item, param)?);
                 }
                 Value::List(items)
             }
@@ -382,6 +417,7 @@ impl<'m> Lowerer<'m> {
                     loc(file, decl.name.span),
                     "`shell` is the builtin shell agent".into(),
                 );
+                d.label = "reserved for the builtin".into();
                 d.help =
                     Some("pick another name, and write `uses shell` to narrow the builtin".into());
                 continue;
@@ -436,10 +472,20 @@ impl<'m> Lowerer<'m> {
             let d = self.error(
                 "E0201",
                 loc(file, decl.name.span),
-                format!("`uses` cycle: {}", names.join(" → ")),
+                format!(
+                    "`uses` cycle: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
             );
             d.label = "this agent ends up using itself".into();
-            d.help = Some("an agent narrows an agent declared without `uses` on it".into());
+            d.help = Some(
+                "a `uses` chain must end at `shell` or at an agent with `run`: remove one `uses`"
+                    .into(),
+            );
             state.insert(index, None);
             return None;
         }
@@ -680,7 +726,7 @@ impl<'m> Lowerer<'m> {
         import: &ast::Import,
         file: FileId,
         scope: &mut HashMap<String, AgentId>,
-    ) -> Option<String> {
+    ) -> Option<Import> {
         let path_text = import.path.value.trim().to_string();
         let at = loc(file, import.path.span);
         let default_alias = path_text
@@ -734,7 +780,10 @@ impl<'m> Lowerer<'m> {
                     format!("cannot find the imported file `{path_text}`"),
                 );
                 d.label = "no such file".into();
-                d.help = Some(format!("paths are relative to this file's directory ({}); stdlib modules start with `std/`", base.display()));
+                d.help = Some(format!(
+                    "paths are relative to the importing file's directory ({}); stdlib modules start with `std/`",
+                    shown_dir(&base)
+                ));
                 return None;
             }
             let display = crate::syntax::source::display_path(&candidate);
@@ -755,18 +804,30 @@ impl<'m> Lowerer<'m> {
                 }
             }
         };
-        if self.import_stack.contains(&key) {
-            let mut chain: Vec<String> = self
-                .import_stack
+        if let Some(first) = self.import_stack.iter().position(|f| f.key == key) {
+            let cycle = &self.import_stack[first..];
+            let mut chain: Vec<String> = cycle.iter().map(|f| f.name.clone()).collect();
+            chain.push(self.map.get(module_file).name.clone());
+            let vias: Vec<Location> = self.import_stack[1..]
                 .iter()
-                .map(|p| p.display().to_string())
+                .filter_map(|f| f.via)
                 .collect();
-            chain.push(key.display().to_string());
             let d = self.error("E0107", at, format!("import cycle: {}", chain.join(" → ")));
-            d.label = "imports a file that imports this one".into();
+            d.label = "imports a file that is still being imported".into();
+            for via in vias {
+                d.labels.push(crate::diagnostic::Label {
+                    location: via,
+                    message: "imported here".into(),
+                });
+            }
             d.help = Some("move the shared agents into a module that imports neither".into());
             return None;
         }
+        let frame = ImportFrame {
+            key: key.clone(),
+            name: self.map.get(module_file).name.clone(),
+            via: Some(at),
+        };
         if !self.sources.iter().any(|s| s.file == module_file) {
             self.sources.push(SourceRef {
                 file: module_file,
@@ -779,23 +840,19 @@ impl<'m> Lowerer<'m> {
                 let text = self.map.get(module_file).text.clone();
                 let exported = match crate::syntax::parse(&text) {
                     Err(e) => {
-                        let mut d = Diagnostic::error("E0001", loc(module_file, e.span), e.message)
-                            .with_label("here");
-                        if let Some(h) = e.help {
-                            d = d.with_help(h);
-                        }
+                        let d = syntax_diagnostic(module_file, e);
                         self.diagnostics.push(d.with_secondary(at, "imported here"));
                         Vec::new()
                     }
                     Ok(ast::File::Module(m)) => {
-                        self.import_stack.push(key.clone());
+                        self.import_stack.push(frame);
                         let e = self.module(&m, module_file, &alias);
                         self.import_stack.pop();
                         e
                     }
                     Ok(ast::File::Runbook(r)) => {
                         // A runbook can serve as a library of its agents.
-                        self.import_stack.push(key.clone());
+                        self.import_stack.push(frame);
                         let mut inner_scope = self.base_scope();
                         for item in &r.items {
                             if let ast::RunbookItem::Import(i) = item {
@@ -829,10 +886,14 @@ impl<'m> Lowerer<'m> {
                 exported
             }
         };
-        for (name, id) in exported {
-            scope.insert(format!("{alias}.{name}"), id);
+        for (name, id) in &exported {
+            scope.insert(format!("{alias}.{name}"), *id);
         }
-        Some(alias)
+        Some(Import {
+            alias,
+            location: loc(file, import.span),
+            agents: exported.into_iter().map(|(_, id)| id).collect(),
+        })
     }
 
     // ---- policy ----------------------------------------------------------------
@@ -952,22 +1013,36 @@ impl<'m> Lowerer<'m> {
         let text = self.map.get(file).text.clone();
         match crate::syntax::parse(&text) {
             Ok(ast::File::Policy(p)) => Some(self.policy_fields(&p, file)),
-            Ok(_) => {
+            Ok(other) => {
+                // Point at what the file holds instead of a policy.
+                let at = match &other {
+                    ast::File::Runbook(r) => {
+                        Span::new(r.span.start as usize, r.name.span.end as usize)
+                    }
+                    ast::File::Module(m) => m
+                        .imports
+                        .first()
+                        .map(|i| i.span)
+                        .or(m.agents.first().map(|a| a.span))
+                        .unwrap_or_default(),
+                    ast::File::Policy(p) => p.span,
+                };
+                let root = self.root;
                 let d = self.error(
                     "E0511",
-                    loc(file, Span::new(0, 0)),
+                    loc(file, at),
                     "policy.runbook at the repository root must hold a `policy { … }` block".into(),
                 );
+                d.label = "not a policy".into();
+                d.labels.push(crate::diagnostic::Label {
+                    location: loc(root, Span::new(0, 0)),
+                    message: "checked under that policy".into(),
+                });
                 d.help = Some("write `policy { exec [...] write [...] network off }`".into());
                 None
             }
             Err(e) => {
-                let mut d =
-                    Diagnostic::error("E0001", loc(file, e.span), e.message).with_label("here");
-                if let Some(h) = e.help {
-                    d = d.with_help(h);
-                }
-                self.diagnostics.push(d);
+                self.diagnostics.push(syntax_diagnostic(file, e));
                 None
             }
         }
@@ -998,9 +1073,26 @@ impl<'m> Lowerer<'m> {
                     }
                 }
                 ast::RunbookItem::Import(i) => {
-                    if let Some(alias) = self.import(i, file, &mut scope) {
-                        imports.push((alias, loc(file, i.span)));
+                    let Some(import) = self.import(i, file, &mut scope) else {
+                        continue;
+                    };
+                    if let Some(first) = imports.iter().find(|f: &&Import| f.alias == import.alias)
+                    {
+                        let first = first.location;
+                        let d = self.error(
+                            "E0106",
+                            import.location,
+                            format!("import name `{}` is used twice", import.alias),
+                        );
+                        d.label = "imported again under this name".into();
+                        d.labels.push(crate::diagnostic::Label {
+                            location: first,
+                            message: "first imported here".into(),
+                        });
+                        d.help = Some("remove one import, or name one with `as NAME`".into());
+                        continue;
                     }
+                    imports.push(import);
                 }
                 ast::RunbookItem::Param(p) => {
                     if let Some(first) = params.iter().find(|q| q.name == p.name.name) {
@@ -1015,11 +1107,11 @@ impl<'m> Lowerer<'m> {
                             location: first,
                             message: "first declared here".into(),
                         });
+                        d.help = Some("keep one declaration, or rename one of them".into());
                         continue;
                     }
-                    if let Some(param) = self.param(p, file) {
-                        params.push(param);
-                    }
+                    let param = self.param(p, file);
+                    params.push(param);
                 }
                 ast::RunbookItem::Secret(s) => {
                     if let Some(first) = secrets.iter().find(|q| q.name == s.name.name) {
@@ -1029,6 +1121,8 @@ impl<'m> Lowerer<'m> {
                             loc(file, s.name.span),
                             format!("secret `{}` is declared twice", s.name.name),
                         );
+                        d.label = "declared again here".into();
+                        d.help = Some("remove one of them".into());
                         d.labels.push(crate::diagnostic::Label {
                             location: first,
                             message: "first declared here".into(),
@@ -1046,6 +1140,7 @@ impl<'m> Lowerer<'m> {
             }
         }
         self.agents_in(&agent_decls, file, "", &mut scope, true);
+        self.declared_agents = agent_decls.iter().map(|a| a.name.name.clone()).collect();
         let policy = self.find_policy();
 
         // Phases and node names first, so `after` may name anything declared anywhere.
@@ -1202,7 +1297,16 @@ impl<'m> Lowerer<'m> {
         })
     }
 
-    fn param(&mut self, p: &ast::Param, file: FileId) -> Option<Param> {
+    /// Lowers a param. A param with a bad type or default is still declared (its
+    /// error is reported here), so that its uses do not add "unknown param" noise.
+    fn param(&mut self, p: &ast::Param, file: FileId) -> Param {
+        let declared = |ty, default| Param {
+            name: p.name.name.clone(),
+            location: loc(file, p.name.span),
+            ty,
+            default,
+            help: p.help.as_ref().map(|h| h.value.clone()),
+        };
         let Some(ty) = ParamType::from_name(&p.ty.name) else {
             let d = self.error(
                 "E0504",
@@ -1221,21 +1325,22 @@ impl<'m> Lowerer<'m> {
                     None => "the types are string, int, bool, duration and list".into(),
                 },
             );
-            return None;
+            return declared(ParamType::String, None);
         };
         let default = match &p.default {
             None => None,
             Some(lit) => {
-                let value = self.literal_value(file, lit)?;
-                let fits = match (ty, &value) {
-                    (ParamType::String, Value::String(_))
-                    | (ParamType::Int, Value::Int(_))
-                    | (ParamType::Bool, Value::Bool(_))
-                    | (ParamType::Duration, Value::Duration(_))
-                    | (ParamType::List, Value::List(_)) => true,
-                    // Quoted duration text is a common slip; accept it only if it parses.
-                    _ => false,
+                let Some(value) = self.literal_value(file, lit, &p.name.name) else {
+                    return declared(ty, None);
                 };
+                let fits = matches!(
+                    (ty, &value),
+                    (ParamType::String, Value::String(_))
+                        | (ParamType::Int, Value::Int(_))
+                        | (ParamType::Bool, Value::Bool(_))
+                        | (ParamType::Duration, Value::Duration(_))
+                        | (ParamType::List, Value::List(_))
+                );
                 if !fits {
                     let d = self.error(
                         "E0503",
@@ -1259,18 +1364,12 @@ impl<'m> Lowerer<'m> {
                         ParamType::Duration => format!("write it without quotes; {DURATION_HELP}"),
                         ParamType::List => "write a list such as [\"a\", \"b\"]".into(),
                     });
-                    return None;
+                    return declared(ty, None);
                 }
                 Some(value)
             }
         };
-        Some(Param {
-            name: p.name.name.clone(),
-            location: loc(file, p.name.span),
-            ty,
-            default,
-            help: p.help.as_ref().map(|h| h.value.clone()),
-        })
+        declared(ty, default)
     }
 
     fn rollback_block(&mut self, b: &ast::Rollback, file: FileId) -> RollbackBlock {
@@ -1284,6 +1383,7 @@ impl<'m> Lowerer<'m> {
                 loc(file, b.key.span),
                 "this rollback block runs nothing".into(),
             );
+            d.label = "no `sh` inside".into();
             d.help = Some("add the commands that undo the work: sh \"…\"".into());
         }
         RollbackBlock {
@@ -1347,6 +1447,9 @@ impl<'m> Lowerer<'m> {
                     None => (Some(SHELL), loc(file, s.name.span)),
                     Some(by) => match scope.get(&by.name) {
                         Some(&id) => (Some(id), loc(file, by.span)),
+                        None if self.declared_agents.contains(&by.name) => {
+                            (None, loc(file, by.span))
+                        }
                         None => {
                             let d = self.error(
                                 "E0101",
@@ -1614,8 +1717,11 @@ impl<'m> Lowerer<'m> {
                     format!("`{}` is not something a checkpoint can show", r.name),
                 );
                 d.label = "unknown".into();
-                d.help =
-                    Some("show \"path\", diff, or steps.NAME.output (or .files, .status)".into());
+                let step = parts.iter().find(|p| node_ids.contains_key(**p));
+                d.help = Some(match step {
+                    Some(step) => format!("did you mean `steps.{step}.output`?"),
+                    None => "show \"path\", diff, or steps.NAME.output (or .files, .status)".into(),
+                });
                 ShowItem::Diff(at)
             }
         }
@@ -1644,7 +1750,7 @@ impl<'m> Lowerer<'m> {
                     if problem.code == "E0003" {
                         self.diagnostics
                             .push(problem.with_secondary(at, "used as a prompt here"));
-                        return None;
+                        return Some(unreadable_prompt(at));
                     }
                 }
                 let text = self.map.get(id).text.to_string();
@@ -1671,9 +1777,9 @@ impl<'m> Lowerer<'m> {
                 d.label = "prompt file".into();
                 d.help = Some(format!(
                     "prompt paths are relative to the runbook's directory ({})",
-                    base.display()
+                    shown_dir(&base)
                 ));
-                None
+                Some(unreadable_prompt(at))
             }
         }
     }
@@ -1692,8 +1798,41 @@ fn setting<T>(own: Option<(T, Location)>, inherit: impl FnOnce() -> T) -> Settin
     }
 }
 
+/// A directory as diagnostics print it (`.` for the current one).
+fn shown_dir(dir: &Path) -> String {
+    let shown = crate::syntax::source::display_path(dir);
+    if shown.is_empty() {
+        ".".into()
+    } else {
+        shown
+    }
+}
+
+/// Stands in for a prompt file that could not be read (already an error), so that the
+/// step is not also reported as having no prompt.
+fn unreadable_prompt(at: Location) -> Template {
+    Template {
+        text: String::new(),
+        file: at.file,
+        offsets: crate::syntax::ast::OffsetMap::default(),
+        location: at,
+        expression: false,
+    }
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A file on the chain of imports being lowered, for cycle detection.
+#[derive(Debug, Clone)]
+struct ImportFrame {
+    /// Canonical path (or `std/NAME`).
+    key: PathBuf,
+    /// The name diagnostics print.
+    name: String,
+    /// The import that brought it in.
+    via: Option<Location>,
 }
 
 /// A step or checkpoint declaration awaiting lowering.

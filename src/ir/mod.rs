@@ -348,6 +348,17 @@ pub struct Phase {
     pub rollback: Option<RollbackBlock>,
 }
 
+/// `import "PATH" [as NAME]` in the runbook.
+#[derive(Debug, Clone)]
+pub struct Import {
+    /// The name its agents are qualified with.
+    pub alias: String,
+    /// The whole import.
+    pub location: Location,
+    /// The agents it brought in.
+    pub agents: Vec<AgentId>,
+}
+
 /// The repository's ceiling (`policy.runbook`).
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -411,8 +422,8 @@ pub struct Runbook {
     pub secrets: Vec<Secret>,
     /// Agents: the builtin shell first, then imported and local ones.
     pub agents: Vec<Agent>,
-    /// Imports, with alias and where they are written.
-    pub imports: Vec<(String, Location)>,
+    /// The runbook's own imports.
+    pub imports: Vec<Import>,
     /// Phases in file order.
     pub phases: Vec<Phase>,
     /// Steps and checkpoints in file order.

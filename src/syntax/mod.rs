@@ -2,8 +2,10 @@
 //! source spans; knows nothing of names, types or the DAG.
 
 pub mod ast;
+pub mod error;
 pub mod parser;
 pub mod source;
 pub mod string;
 
-pub use parser::{parse, SyntaxError};
+pub use error::SyntaxError;
+pub use parser::parse;

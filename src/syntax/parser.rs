@@ -1,6 +1,7 @@
 //! The pest parser and the walk from its pairs to the [`ast`](super::ast).
 
 use super::ast::*;
+use super::error::SyntaxError;
 use super::source::Span;
 use super::string;
 use pest::iterators::Pair;
@@ -10,25 +11,16 @@ use pest::Parser as _;
 #[grammar = "../grammar/runbook.pest"]
 struct Grammar;
 
-/// A syntax error: where parsing stopped and what would have been accepted there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntaxError {
-    /// Where.
-    pub span: Span,
-    /// One sentence: `expected X, found Y`.
-    pub message: String,
-    /// A hint for the most common mistakes, if one applies.
-    pub help: Option<String>,
-}
-
 /// Parses one file's text.
 pub fn parse(text: &str) -> Result<File, SyntaxError> {
-    let mut pairs = Grammar::parse(Rule::file, text).map_err(|e| convert_error(e, text))?;
+    let mut pairs = Grammar::parse(Rule::file, text).map_err(|e| {
+        let detailed = detailed_error(text).unwrap_or(e);
+        super::error::from_pest(detailed, text)
+    })?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let inner = file
         .into_inner()
-        .filter(not_keyword)
-        .next()
+        .find(not_keyword)
         .expect("file holds runbook, policy or module");
     match inner.as_rule() {
         Rule::runbook => runbook(inner).map(File::Runbook),
@@ -85,6 +77,19 @@ fn span(pair: &Pair<Rule>) -> Span {
     Span::new(s.start(), s.end())
 }
 
+/// The span of a rule from its first to its last token. A rule that ends in an optional
+/// part (`import "x" [as y]`) also holds the whitespace and comments pest skipped
+/// before trying that part; this leaves them out.
+fn content_span(pair: &Pair<Rule>) -> Span {
+    let start = pair.as_span().start();
+    let end = pair
+        .clone()
+        .into_inner()
+        .last()
+        .map_or(pair.as_span().end(), |last| last.as_span().end());
+    Span::new(start, end)
+}
+
 fn ident(pair: Pair<Rule>) -> Ident {
     Ident {
         name: pair.as_str().to_string(),
@@ -94,14 +99,12 @@ fn ident(pair: Pair<Rule>) -> Ident {
 
 fn str_lit(pair: Pair<Rule>) -> Result<Str, SyntaxError> {
     string::parse(pair.as_str(), pair.as_span().start()).map_err(|e| {
-        SyntaxError {
-        span: e.span,
-        message: e.message,
-        help: Some(
+        let mut error = SyntaxError::new(e.span, e.message);
+        error.help = Some(
             "the escapes are \\\" \\\\ \\n \\t \\r \\0; use \"\"\"…\"\"\" for text with backslashes"
                 .into(),
-        ),
-    }
+        );
+        error
     })
 }
 
@@ -183,12 +186,7 @@ fn runbook(pair: Pair<Rule>) -> Result<Runbook, SyntaxError> {
             Rule::import => RunbookItem::Import(import(item)?),
             Rule::param => RunbookItem::Param(param(item)?),
             Rule::secret => {
-                let name = ident(
-                    item.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("secret name"),
-                );
+                let name = ident(item.into_inner().find(not_keyword).expect("secret name"));
                 RunbookItem::Secret(Secret { name })
             }
             Rule::agent => RunbookItem::Agent(agent(item)?),
@@ -205,7 +203,7 @@ fn runbook(pair: Pair<Rule>) -> Result<Runbook, SyntaxError> {
 }
 
 fn import(pair: Pair<Rule>) -> Result<Import, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let path = str_lit(inner.next().expect("import path"))?;
     let alias = inner.find(|p| p.as_rule() == Rule::ident).map(ident);
@@ -217,7 +215,7 @@ fn import(pair: Pair<Rule>) -> Result<Import, SyntaxError> {
 }
 
 fn param(pair: Pair<Rule>) -> Result<Param, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let name = ident(inner.next().expect("param name"));
     let ty = ident(
@@ -225,8 +223,7 @@ fn param(pair: Pair<Rule>) -> Result<Param, SyntaxError> {
             .next()
             .expect("param type")
             .into_inner()
-            .filter(not_keyword)
-            .next()
+            .find(not_keyword)
             .expect("type name"),
     );
     let mut default = None;
@@ -266,11 +263,7 @@ fn agent_field(pair: Pair<Rule>) -> Result<AgentField, SyntaxError> {
     if rule == Rule::metadata {
         return Ok(AgentField::Metadata(metadata(pair)?));
     }
-    let value = pair
-        .into_inner()
-        .filter(not_keyword)
-        .next()
-        .expect("field value");
+    let value = pair.into_inner().find(not_keyword).expect("field value");
     Ok(match rule {
         Rule::run_field => AgentField::Run(Field {
             key,
@@ -312,7 +305,7 @@ fn agent_field(pair: Pair<Rule>) -> Result<AgentField, SyntaxError> {
 }
 
 fn agent(pair: Pair<Rule>) -> Result<Agent, SyntaxError> {
-    let s = span(&pair);
+    let s = content_span(&pair);
     let mut inner = pair.into_inner().filter(not_keyword);
     let name = ident(inner.next().expect("agent name"));
     let mut uses = None;
@@ -370,11 +363,11 @@ fn head<'a>(
             Rule::names => h.after = Some(names(inner.next().expect("peeked"))),
             Rule::after_clause => {
                 let clause = inner.next().expect("peeked");
-                h.after = clause.into_inner().filter(not_keyword).next().map(names);
+                h.after = clause.into_inner().find(not_keyword).map(names);
             }
             Rule::by_clause => {
                 let clause = inner.next().expect("peeked");
-                h.by = clause.into_inner().filter(not_keyword).next().map(ident);
+                h.by = clause.into_inner().find(not_keyword).map(ident);
             }
             _ => break,
         }
@@ -392,12 +385,7 @@ fn phase(pair: Pair<Rule>) -> Result<Phase, SyntaxError> {
             Rule::metadata => PhaseItem::Metadata(metadata(p)?),
             Rule::estimate_field => PhaseItem::Estimate(Field {
                 key: key_of(&p),
-                value: token(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("estimate value"),
-                ),
+                value: token(p.into_inner().find(not_keyword).expect("estimate value")),
             }),
             Rule::step => PhaseItem::Step(step(p)?),
             Rule::checkpoint => PhaseItem::Checkpoint(checkpoint(p)?),
@@ -422,11 +410,14 @@ fn strings(pair: Pair<Rule>) -> Result<Vec<Str>, SyntaxError> {
             .filter(not_keyword)
             .map(|item| match item.as_rule() {
                 Rule::string => str_lit(item),
-                _ => Err(SyntaxError {
-                    span: span(&item),
-                    message: format!("expected a string, found `{}`", item.as_str()),
-                    help: Some(format!("quote it: \"{}\"", item.as_str())),
-                }),
+                _ => {
+                    let mut error = SyntaxError::new(
+                        span(&item),
+                        format!("expected a string, found `{}`", item.as_str()),
+                    );
+                    error.help = Some(format!("quote it: \"{}\"", item.as_str()));
+                    Err(error)
+                }
             })
             .collect(),
     }
@@ -442,16 +433,11 @@ fn step(pair: Pair<Rule>) -> Result<Step, SyntaxError> {
         fields.push(match p.as_rule() {
             Rule::metadata => StepField::Metadata(metadata(p)?),
             Rule::prompt_field => {
-                let v = p
-                    .into_inner()
-                    .filter(not_keyword)
-                    .next()
-                    .expect("prompt value");
+                let v = p.into_inner().find(not_keyword).expect("prompt value");
                 let value = match v.as_rule() {
                     Rule::prompt_file => PromptSource::File(str_lit(
                         v.into_inner()
-                            .filter(not_keyword)
-                            .next()
+                            .find(not_keyword)
                             .expect("file(path) holds a string"),
                     )?),
                     _ => PromptSource::Inline(str_lit(v)?),
@@ -460,16 +446,11 @@ fn step(pair: Pair<Rule>) -> Result<Step, SyntaxError> {
             }
             Rule::sh_field => StepField::Sh(Field {
                 key,
-                value: strings(p.into_inner().filter(not_keyword).next().expect("sh value"))?,
+                value: strings(p.into_inner().find(not_keyword).expect("sh value"))?,
             }),
             Rule::produces_field => StepField::Produces(Field {
                 key,
-                value: strings(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("produces value"),
-                )?,
+                value: strings(p.into_inner().find(not_keyword).expect("produces value"))?,
             }),
             Rule::until_field => {
                 let mut it = p.into_inner().filter(not_keyword);
@@ -482,30 +463,15 @@ fn step(pair: Pair<Rule>) -> Result<Step, SyntaxError> {
             }
             Rule::timeout_field => StepField::Timeout(Field {
                 key,
-                value: token(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("timeout value"),
-                ),
+                value: token(p.into_inner().find(not_keyword).expect("timeout value")),
             }),
             Rule::when_field => StepField::When(Field {
                 key,
-                value: str_lit(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("when value"),
-                )?,
+                value: str_lit(p.into_inner().find(not_keyword).expect("when value"))?,
             }),
             Rule::on_failure_field => StepField::OnFailure(Field {
                 key,
-                value: ident(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("on_failure value"),
-                ),
+                value: ident(p.into_inner().find(not_keyword).expect("on_failure value")),
             }),
             Rule::rollback => StepField::Rollback(rollback(p)?),
             rule => unreachable!("step field {rule:?}"),
@@ -525,11 +491,7 @@ fn step(pair: Pair<Rule>) -> Result<Step, SyntaxError> {
 }
 
 fn show_item(pair: Pair<Rule>) -> Result<ShowItem, SyntaxError> {
-    let inner = pair
-        .into_inner()
-        .filter(not_keyword)
-        .next()
-        .expect("show item");
+    let inner = pair.into_inner().find(not_keyword).expect("show item");
     Ok(match inner.as_rule() {
         Rule::string => ShowItem::Path(str_lit(inner)?),
         Rule::k_diff => ShowItem::Diff(span(&inner)),
@@ -547,11 +509,7 @@ fn checkpoint(pair: Pair<Rule>) -> Result<Checkpoint, SyntaxError> {
         fields.push(match p.as_rule() {
             Rule::metadata => CheckpointField::Metadata(metadata(p)?),
             Rule::show_field => {
-                let v = p
-                    .into_inner()
-                    .filter(not_keyword)
-                    .next()
-                    .expect("show value");
+                let v = p.into_inner().find(not_keyword).expect("show value");
                 let items = match v.as_rule() {
                     Rule::show_list => v
                         .into_inner()
@@ -564,39 +522,19 @@ fn checkpoint(pair: Pair<Rule>) -> Result<Checkpoint, SyntaxError> {
             }
             Rule::ask_field => CheckpointField::Ask(Field {
                 key,
-                value: str_lit(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("ask value"),
-                )?,
+                value: str_lit(p.into_inner().find(not_keyword).expect("ask value"))?,
             }),
             Rule::revise_field => CheckpointField::Revise(Field {
                 key,
-                value: ident(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("revise value"),
-                ),
+                value: ident(p.into_inner().find(not_keyword).expect("revise value")),
             }),
             Rule::approvers_field => CheckpointField::Approvers(Field {
                 key,
-                value: list(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("approvers value"),
-                )?,
+                value: list(p.into_inner().find(not_keyword).expect("approvers value"))?,
             }),
             Rule::timeout_field => CheckpointField::Timeout(Field {
                 key,
-                value: token(
-                    p.into_inner()
-                        .filter(not_keyword)
-                        .next()
-                        .expect("timeout value"),
-                ),
+                value: token(p.into_inner().find(not_keyword).expect("timeout value")),
             }),
             rule => unreachable!("checkpoint field {rule:?}"),
         });
@@ -618,12 +556,10 @@ fn rollback(pair: Pair<Rule>) -> Result<Rollback, SyntaxError> {
     for p in pair.into_inner().filter(not_keyword) {
         match p.as_rule() {
             Rule::sh_field => sh.extend(strings(
-                p.into_inner().filter(not_keyword).next().expect("sh value"),
+                p.into_inner().find(not_keyword).expect("sh value"),
             )?),
             Rule::timeout_field => {
-                timeout = Some(token(
-                    p.into_inner().filter(not_keyword).next().expect("timeout"),
-                ))
+                timeout = Some(token(p.into_inner().find(not_keyword).expect("timeout")))
             }
             _ => {}
         }
@@ -636,145 +572,19 @@ fn rollback(pair: Pair<Rule>) -> Result<Rollback, SyntaxError> {
     })
 }
 
-/// What a grammar rule is called in an error message.
-fn describe(rule: &Rule) -> String {
-    let s = match rule {
-        Rule::EOI => "end of file",
-        Rule::ident | Rule::path_ident | Rule::names => "a name",
-        Rule::string | Rule::plain_string | Rule::triple_string => "a string",
-        Rule::number => "a number or duration",
-        Rule::boolean => "`true` or `false`",
-        Rule::list => "a list `[…]`",
-        Rule::runbook | Rule::k_runbook => "`runbook`",
-        Rule::policy | Rule::k_policy => "`policy`",
-        Rule::module => "`import` or `agent`",
-        Rule::import | Rule::k_import => "`import`",
-        Rule::k_as => "`as`",
-        Rule::param | Rule::k_param => "`param`",
-        Rule::param_type => "a type",
-        Rule::secret | Rule::k_secret => "`secret`",
-        Rule::agent | Rule::k_agent => "`agent`",
-        Rule::agent_body => "`{`",
-        Rule::k_uses => "`uses`",
-        Rule::phase | Rule::k_phase => "`phase`",
-        Rule::step | Rule::k_step => "`step`",
-        Rule::checkpoint | Rule::k_checkpoint => "`checkpoint`",
-        Rule::rollback | Rule::k_rollback => "`rollback`",
-        Rule::after_clause | Rule::k_after => "`after`",
-        Rule::by_clause | Rule::k_by => "`by`",
-        Rule::k_file | Rule::prompt_file => "`file(…)`",
-        Rule::k_attempts => "`attempts`",
-        Rule::k_diff => "`diff`",
-        Rule::metadata | Rule::metadata_key => "`title`, `version` or `description`",
-        Rule::run_field | Rule::k_run => "`run`",
-        Rule::read_field | Rule::k_read => "`read`",
-        Rule::write_field | Rule::k_write => "`write`",
-        Rule::exec_field | Rule::k_exec => "`exec`",
-        Rule::network_field | Rule::k_network => "`network`",
-        Rule::network_mode => "`on` or `off`",
-        Rule::mcp_field | Rule::k_mcp => "`mcp`",
-        Rule::env_field | Rule::k_env => "`env`",
-        Rule::timeout_field | Rule::k_timeout => "`timeout`",
-        Rule::estimate_field | Rule::k_estimate => "`estimate`",
-        Rule::prompt_field | Rule::k_prompt => "`prompt`",
-        Rule::sh_field | Rule::k_sh => "`sh`",
-        Rule::produces_field | Rule::k_produces => "`produces`",
-        Rule::until_field | Rule::k_until => "`until`",
-        Rule::when_field | Rule::k_when => "`when`",
-        Rule::on_failure_field | Rule::k_on_failure => "`on_failure`",
-        Rule::show_field | Rule::k_show => "`show`",
-        Rule::show_list | Rule::show_item => "a path, `diff` or `steps.NAME.output`",
-        Rule::ask_field | Rule::k_ask => "`ask`",
-        Rule::revise_field | Rule::k_revise => "`revise`",
-        Rule::approvers_field | Rule::k_approvers => "`approvers`",
-        other => return format!("{other:?}"),
-    };
-    s.to_string()
-}
-
-/// What the text at `offset` is, for "found …".
-fn found_at(text: &str, offset: usize) -> String {
-    let rest = &text[offset.min(text.len())..];
-    let Some(c) = rest.chars().next() else {
-        return "end of file".into();
-    };
-    if c.is_ascii_alphanumeric() || c == '_' {
-        let word: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
-            .take(40)
-            .collect();
-        return format!("`{word}`");
-    }
-    if c == '"' {
-        return "a string".into();
-    }
-    format!("`{c}`")
-}
-
-fn convert_error(error: pest::error::Error<Rule>, text: &str) -> SyntaxError {
-    let offset = match error.location {
-        pest::error::InputLocation::Pos(p) => p,
-        pest::error::InputLocation::Span((s, _)) => s,
-    };
-    let found = found_at(text, offset);
-    let mut expected: Vec<String> = match &error.variant {
-        pest::error::ErrorVariant::ParsingError { positives, .. } => {
-            positives.iter().map(describe).collect()
-        }
-        pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
-    };
-    expected.sort();
-    expected.dedup();
-    let end = text[offset.min(text.len())..]
-        .chars()
-        .next()
-        .map_or(offset, |c| offset + c.len_utf8());
-    let message = match expected.len() {
-        0 => format!("unexpected {found}"),
-        1 => format!("expected {}, found {found}", expected[0]),
-        _ => {
-            let last = expected.pop().expect("two or more");
-            format!("expected {} or {last}, found {found}", expected.join(", "))
-        }
-    };
-    let help = help_for(text, offset, &found);
-    SyntaxError {
-        span: Span::new(offset, end),
-        message,
-        help,
-    }
-}
-
-/// A targeted hint for frequent mistakes.
-fn help_for(text: &str, offset: usize, found: &str) -> Option<String> {
-    let rest = &text[offset.min(text.len())..];
-    if rest.is_empty() {
-        return Some("the file ends too early: is a `}` or a closing `\"\"\"` missing?".into());
-    }
-    if rest.starts_with('\'') {
-        return Some("strings use double quotes: \"…\"".into());
-    }
-    if rest.starts_with("/*") {
-        return Some("this block comment is not closed with `*/`".into());
-    }
-    if rest.starts_with('"') && !rest[1..].contains('"') {
-        return Some("this string is not closed with `\"`".into());
-    }
-    let word = found.trim_matches('`');
-    let known = [
-        ("prompts", "prompt"),
-        ("agents", "agent"),
-        ("steps", "step"),
-        ("depends_on", "after"),
-        ("needs", "after"),
-        ("retries", "until \"CMD\" attempts N"),
-        ("run", "sh (in a step) or run (in an agent)"),
-    ];
-    known
-        .iter()
-        .find(|(wrong, _)| *wrong == word)
-        .map(|(_, right)| format!("did you mean `{right}`?"))
+/// Parses `text` again with pest's error detail on, so that the error knows which
+/// literal tokens (`{`, `}`, `,`) it tried. Detail is a global switch with a cost on
+/// every parse, so it is only on for this second parse of a text known to be wrong;
+/// the lock keeps concurrent error paths from switching it off under each other.
+fn detailed_error(text: &str) -> Option<pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pest::set_error_detail(true);
+    let result = Grammar::parse(Rule::file, text).err();
+    pest::set_error_detail(false);
+    result
 }
 
 #[cfg(test)]

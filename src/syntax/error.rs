@@ -1,0 +1,752 @@
+//! Syntax errors: turning pest's "the parse stopped here" into one sentence a user can
+//! act on (`expected `{`, found `phase``), a help line for the usual slips, and a label
+//! on the block that a missing `}` left open.
+
+use super::parser::Rule;
+use super::source::Span;
+use pest::error::{Error, ErrorVariant, InputLocation};
+use std::collections::BTreeSet;
+
+/// A syntax error: where parsing stopped and what would have been accepted there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Where.
+    pub span: Span,
+    /// One sentence: `expected X, found Y`.
+    pub message: String,
+    /// A hint for the most common mistakes, if one applies.
+    pub help: Option<String>,
+    /// What to print under the span, if more than "here".
+    pub label: Option<String>,
+    /// Other places involved (the `{` of a block that is never closed).
+    pub labels: Vec<(Span, String)>,
+}
+
+impl SyntaxError {
+    /// An error with only a message.
+    pub fn new(span: Span, message: impl Into<String>) -> SyntaxError {
+        SyntaxError {
+            span,
+            message: message.into(),
+            help: None,
+            label: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// Every keyword of the language, for "did you mean" and "belongs in" hints.
+const KEYWORDS: &[&str] = &[
+    "runbook",
+    "policy",
+    "import",
+    "as",
+    "param",
+    "secret",
+    "agent",
+    "uses",
+    "phase",
+    "step",
+    "checkpoint",
+    "rollback",
+    "after",
+    "by",
+    "file",
+    "attempts",
+    "diff",
+    "run",
+    "read",
+    "write",
+    "exec",
+    "network",
+    "mcp",
+    "env",
+    "timeout",
+    "estimate",
+    "prompt",
+    "sh",
+    "produces",
+    "until",
+    "when",
+    "on_failure",
+    "show",
+    "ask",
+    "revise",
+    "approvers",
+    "title",
+    "version",
+    "description",
+];
+
+/// Words from other tools that people write for one of ours: (wrong, right, the
+/// keyword that must be expected there for the hint to apply).
+const FAMILIAR_MISTAKES: &[(&str, &str, &str)] = &[
+    ("depends_on", "after", ""),
+    ("depends", "after", ""),
+    ("needs", "after", ""),
+    ("requires", "after", ""),
+    ("deps", "after", ""),
+    ("retries", "until \"CHECK\" attempts N", "until"),
+    ("retry", "until \"CHECK\" attempts N", "until"),
+    ("command", "sh", "sh"),
+    ("cmd", "sh", "sh"),
+    ("script", "sh", "sh"),
+    ("shell", "sh", "sh"),
+    ("run", "sh", "sh"),
+    ("agent", "by AGENT (after the step's name)", "sh"),
+    ("approver", "approvers", "approvers"),
+    ("outputs", "produces", "produces"),
+    ("output", "produces", "produces"),
+    ("condition", "when", "when"),
+    ("if", "when", "when"),
+    ("on_error", "on_failure", "on_failure"),
+    ("onfailure", "on_failure", "on_failure"),
+    ("name", "title", "title"),
+    ("question", "ask", "ask"),
+    ("model", "run \"PROGRAM ARGS\"", "run"),
+    ("command", "run", "run"),
+    ("cmd", "run", "run"),
+];
+
+/// Keywords that start a declaration, as opposed to a field.
+const STRUCTURAL: &[&str] = &[
+    "import",
+    "param",
+    "secret",
+    "agent",
+    "phase",
+    "step",
+    "checkpoint",
+];
+
+/// Where a keyword belongs, for "`prompt` cannot appear here" errors.
+fn belongs(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "run" | "read" | "write" | "exec" | "network" | "mcp" | "env" => {
+            "is an agent field (read, write, exec, network, mcp and env also go in a policy)"
+        }
+        "prompt" | "sh" | "produces" | "until" | "when" | "on_failure" => "is a step field",
+        "show" | "ask" | "revise" | "approvers" => "is a checkpoint field",
+        "estimate" => "is a phase field",
+        "import" | "param" | "secret" | "agent" | "phase" => {
+            "is declared at the top level of the runbook"
+        }
+        "step" | "checkpoint" => "goes inside a phase",
+        _ => return None,
+    })
+}
+
+/// One thing the parser would have accepted, ordered for the message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Expected {
+    Keyword(String),
+    Value(&'static str),
+    Punctuation(String),
+    EndOfFile,
+}
+
+impl Expected {
+    fn text(&self) -> String {
+        match self {
+            Expected::Keyword(k) => format!("`{k}`"),
+            Expected::Value(v) => (*v).to_string(),
+            Expected::Punctuation(p) => format!("`{p}`"),
+            Expected::EndOfFile => "end of file".into(),
+        }
+    }
+}
+
+/// What a grammar rule stands for when it is the thing that failed, if it is a leaf.
+fn expected_rule(rule: Rule) -> Option<Expected> {
+    let value = |v| Some(Expected::Value(v));
+    match rule {
+        Rule::EOI => Some(Expected::EndOfFile),
+        Rule::ident | Rule::path_ident | Rule::names | Rule::param_type => value("a name"),
+        Rule::string | Rule::plain_string | Rule::triple_string => value("a string"),
+        Rule::number => value("a number or duration"),
+        Rule::list | Rule::show_list => value("a list `[…]`"),
+        Rule::boolean => value("`true` or `false`"),
+        Rule::network_mode => value("`on` or `off`"),
+        Rule::prompt_file => Some(Expected::Keyword("file".into())),
+        _ => {
+            let name = format!("{rule:?}");
+            name.strip_prefix("k_")
+                .map(|k| Expected::Keyword(k.to_string()))
+        }
+    }
+}
+
+/// What a literal token pest tried stands for. pest does not export its token type,
+/// so this reads the token's display form: the literal itself, `a..z` for a range of
+/// characters, `BUILTIN_RULE` for the rest.
+fn expected_token(token: &str) -> Option<Expected> {
+    let chars: Vec<char> = token.chars().collect();
+    if let [start, '.', '.', _] = chars.as_slice() {
+        return if start.is_ascii_digit() {
+            Some(Expected::Value("a number or duration"))
+        } else if start.is_ascii_alphabetic() {
+            Some(Expected::Value("a name"))
+        } else {
+            None
+        };
+    }
+    match token {
+        "BUILTIN_RULE" | " " | "\t" | "\r" | "\n" | "\u{feff}" | "//" | "/*" | "-" | "." => None,
+        "\"" | "\"\"\"" => Some(Expected::Value("a string")),
+        "_" => Some(Expected::Value("a name")),
+        "true" | "false" => Some(Expected::Value("`true` or `false`")),
+        "on" | "off" => Some(Expected::Value("`on` or `off`")),
+        word if word.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => {
+            Some(Expected::Keyword(word.to_string()))
+        }
+        punctuation => Some(Expected::Punctuation(punctuation.to_string())),
+    }
+}
+
+/// What the text at `offset` is, for "found …".
+fn found_at(text: &str, offset: usize) -> String {
+    let rest = &text[offset.min(text.len())..];
+    let Some(c) = rest.chars().next() else {
+        return "end of file".into();
+    };
+    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .take(40)
+            .collect();
+        return format!("`{word}`");
+    }
+    if rest.starts_with("\"\"\"") {
+        return "a string `\"\"\"…`".into();
+    }
+    if c == '"' {
+        return "a string".into();
+    }
+    if c == '\n' || c == '\r' {
+        return "the end of the line".into();
+    }
+    format!("`{c}`")
+}
+
+/// The word at `offset`, if one starts there.
+fn word_at(text: &str, offset: usize) -> Option<&str> {
+    let rest = &text[offset.min(text.len())..];
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    (len > 0 && !rest.starts_with(|c: char| c.is_ascii_digit())).then(|| &rest[..len])
+}
+
+/// Converts pest's error. `error` should come from a parse with error detail enabled
+/// (pest's `set_error_detail`), so that it knows the literal tokens it tried.
+pub(super) fn from_pest(error: Error<Rule>, text: &str) -> SyntaxError {
+    let pest_offset = match error.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let attempts = error.parse_attempts();
+    let furthest = attempts
+        .as_ref()
+        .map(|a| a.max_position)
+        .filter(|p| *p >= pest_offset)
+        .unwrap_or(pest_offset)
+        .min(text.len());
+    // A keyword's "not followed by a name character" check reaches into the next word
+    // (`stepp`): pest's furthest attempt is then inside that word, where nothing was
+    // expected. Report at the word's start, with the rules pest tried there.
+    let inside_word = text
+        .get(pest_offset..furthest)
+        .is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let offset = if inside_word { pest_offset } else { furthest };
+    let mut expected = BTreeSet::new();
+    if offset == pest_offset {
+        if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
+            for rule in positives {
+                if *rule == Rule::metadata_key || *rule == Rule::metadata {
+                    for key in ["title", "version", "description"] {
+                        expected.insert(Expected::Keyword(key.into()));
+                    }
+                }
+                expected.extend(expected_rule(*rule));
+            }
+        }
+    }
+    if let (Some(attempts), false) = (&attempts, inside_word) {
+        for stack in attempts.call_stacks() {
+            if let Some(rule) = stack.deepest.get_rule() {
+                expected.extend(expected_rule(*rule));
+            }
+        }
+        expected.extend(
+            attempts
+                .expected_tokens()
+                .iter()
+                .filter_map(|t| expected_token(&t.to_string())),
+        );
+    }
+    // Right after a word, the name and number tokens pest tried were that word's own
+    // continuation characters: nothing new can start there.
+    let glued = text[..offset]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if glued {
+        expected.remove(&Expected::Value("a name"));
+        expected.remove(&Expected::Value("a number or duration"));
+    }
+    if let ErrorVariant::CustomError { message } = &error.variant {
+        return SyntaxError::new(point(text, offset), message.clone());
+    }
+    build(text, offset, expected.into_iter().collect())
+}
+
+/// A one-character span at `offset` (or the end of the last token at end of file).
+fn point(text: &str, offset: usize) -> Span {
+    if offset >= text.len() {
+        let end = text.trim_end().len();
+        return Span::new(end, end);
+    }
+    let len = text[offset..].chars().next().map_or(0, char::len_utf8);
+    Span::new(offset, offset + len)
+}
+
+fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
+    // Unterminated strings and comments swallow the rest of the line or file, and pest
+    // stops somewhere after them; point at where they start instead.
+    if let Some(error) = unterminated(text, offset) {
+        return error;
+    }
+    let rest = &text[offset..];
+    let found = found_at(text, offset);
+    let list_expected = expected.contains(&Expected::Value("a list `[…]`"));
+    let texts: Vec<String> = expected
+        .iter()
+        .filter(|e| !(list_expected && matches!(e, Expected::Punctuation(p) if p == "[")))
+        .map(Expected::text)
+        .collect();
+    let message = match texts.as_slice() {
+        [] => format!("unexpected {found}"),
+        [one] => format!("expected {one}, found {found}"),
+        [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
+    };
+    let mut error = SyntaxError::new(point(text, offset), message.clone());
+    error.help = help(text, offset, &expected);
+    // A header or field that stops short (`phase build` without its `{`) is missing
+    // something at its own end; when what follows is on a later line, that line is the
+    // one to fix, as rustc does for a missing `;`.
+    // (When `}` would do, the thing before was complete: the mistake is what follows.)
+    let continuing = !expects_close(&expected)
+        && !expected.contains(&Expected::EndOfFile)
+        && (expected.contains(&Expected::Punctuation("{".into()))
+            || !expected.iter().any(|e| matches!(e, Expected::Keyword(_))));
+    if continuing && !rest.trim().is_empty() {
+        if let Some(previous) = previous_token_end(text, offset) {
+            if text[previous..offset].contains('\n') {
+                let last = text[..previous]
+                    .chars()
+                    .next_back()
+                    .map_or(1, char::len_utf8);
+                error.span = Span::new(previous - last, previous);
+                error
+                    .labels
+                    .push((point(text, offset), format!("{found} is next")));
+                if expected.contains(&Expected::Punctuation("{".into())) {
+                    let header = header_before(text, previous);
+                    error.message =
+                        format!("expected `{{` after {header}, found {found} on a later line");
+                    error.label = Some("add `{` here".into());
+                    error.help = Some(format!(
+                        "a block opens with `{{` on its header's line: {} {{",
+                        header.trim_matches('`')
+                    ));
+                } else {
+                    error.message = format!("{message} on a later line");
+                    error.label = Some("this is incomplete".into());
+                }
+            }
+        }
+    }
+    // A `}` is missing when the file ends inside a block, or when a declaration that
+    // belongs to an outer block shows up where the inner one's fields were expected.
+    let misplaced_declaration = word_at(text, offset).is_some_and(|w| {
+        STRUCTURAL.contains(&w) && !expected.contains(&Expected::Keyword(w.to_string()))
+    });
+    if rest.trim().is_empty() || (misplaced_declaration && expects_close(&expected)) {
+        if let Some((span, header)) = unclosed_block(text, offset) {
+            error
+                .labels
+                .push((span, format!("this `{{` of {header} is never closed")));
+            if rest.trim().is_empty() {
+                error.help = Some(format!("add the `}}` that ends {header}"));
+            }
+        }
+    }
+    error
+}
+
+/// A string or block comment that starts at or before `offset` and is not closed where
+/// it must be: a `"` string by the end of its line, `"""` and `/*` by the end of the file.
+fn unterminated(text: &str, offset: usize) -> Option<SyntaxError> {
+    let mut found = None;
+    scan(text, offset, |event| {
+        if let Scanned::Unterminated(start, kind) = event {
+            found.get_or_insert((start, kind));
+        }
+    });
+    let (start, kind) = found?;
+    let (len, message, help) = match kind {
+        Unterminated::Plain => (
+            1,
+            "this string is not closed on its line",
+            "end it with `\"`; text that spans lines is written \"\"\"…\"\"\"",
+        ),
+        Unterminated::Triple => (
+            3,
+            "this `\"\"\"` string is never closed",
+            "end it with `\"\"\"`",
+        ),
+        Unterminated::Comment => (2, "this comment is never closed", "end it with `*/`"),
+    };
+    let mut error = SyntaxError::new(Span::new(start, start + len), message);
+    error.help = Some(help.into());
+    Some(error)
+}
+
+/// The offset just past the last token (not whitespace, not a comment) before `offset`.
+fn previous_token_end(text: &str, offset: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut last = None;
+    let mut i = 0;
+    while i < offset.min(bytes.len()) {
+        match bytes[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'/' if text[i..].starts_with("//") => {
+                i = text[i..].find('\n').map_or(bytes.len(), |e| i + e);
+            }
+            b'/' if text[i..].starts_with("/*") => {
+                i = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
+            }
+            b'"' if text[i..].starts_with("\"\"\"") => {
+                i = text[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |e| i + 3 + e + 3);
+                last = Some(i);
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                last = Some(i);
+            }
+            _ => {
+                i += text[i..].chars().next().map_or(1, char::len_utf8);
+                last = Some(i);
+            }
+        }
+    }
+    last.map(|l| l.min(offset))
+}
+
+/// What kind of literal runs off.
+#[derive(Debug, Clone, Copy)]
+enum Unterminated {
+    Plain,
+    Triple,
+    Comment,
+}
+
+/// What [`scan`] reports.
+enum Scanned {
+    Open(usize),
+    Close(usize),
+    Unterminated(usize, Unterminated),
+}
+
+/// Walks `text` up to `until`, skipping strings and comments, and reports braces and
+/// literals that run past their end (a plain string that reaches a newline or the end
+/// of the file at or after `until` counts; one that ends before `until` was fine for
+/// pest too, or pest would have stopped there).
+fn scan(text: &str, until: usize, mut report: impl FnMut(Scanned)) {
+    let bytes = text.as_bytes();
+    let until = until.min(bytes.len());
+    let mut i = 0;
+    while i < until {
+        match bytes[i] {
+            b'"' if text[i..].starts_with("\"\"\"") => match text[i + 3..].find("\"\"\"") {
+                Some(end) => i += 3 + end + 3,
+                None => return report(Scanned::Unterminated(i, Unterminated::Triple)),
+            },
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= bytes.len() || bytes[i] == b'\n' {
+                    if i >= until {
+                        return report(Scanned::Unterminated(start, Unterminated::Plain));
+                    }
+                    continue;
+                }
+                i += 1;
+            }
+            b'/' if text[i..].starts_with("//") => {
+                i = text[i..].find('\n').map_or(bytes.len(), |e| i + e);
+            }
+            b'/' if text[i..].starts_with("/*") => match text[i + 2..].find("*/") {
+                Some(end) => i += 2 + end + 2,
+                None => return report(Scanned::Unterminated(i, Unterminated::Comment)),
+            },
+            b'{' => {
+                report(Scanned::Open(i));
+                i += 1;
+            }
+            b'}' => {
+                report(Scanned::Close(i));
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn expects_close(expected: &[Expected]) -> bool {
+    expected
+        .iter()
+        .any(|e| matches!(e, Expected::Punctuation(p) if p == "}"))
+}
+
+/// A targeted hint for frequent mistakes.
+fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
+    let rest = &text[offset..];
+    if rest.trim().is_empty() {
+        return Some("the file ends too early: is a `}` missing?".into());
+    }
+    if rest.starts_with('\'') {
+        return Some("strings use double quotes: \"…\"".into());
+    }
+    let after_word = text[..offset]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if after_word && rest.starts_with(['-', '.', '/']) {
+        let start = text[..offset]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let end = offset
+            + rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
+                .unwrap_or(rest.len());
+        let whole = &text[start..end];
+        return Some(format!(
+            "names hold letters, digits and `_`: write `{}`{}",
+            whole.replace(['-', '.', '/'], "_"),
+            if rest.starts_with('-') {
+                ""
+            } else {
+                ", or quote a path"
+            }
+        ));
+    }
+    let keywords: Vec<&str> = expected
+        .iter()
+        .filter_map(|e| match e {
+            Expected::Keyword(k) => Some(k.as_str()),
+            _ => None,
+        })
+        .collect();
+    let wants = |what: &str| expected.iter().any(|e| e.text() == what);
+    if (rest.starts_with('=') || rest.starts_with(':')) && !wants("`=`") && !wants("`:`") {
+        return Some(format!(
+            "fields are written without `{}`: `timeout 30m`, `title \"…\"`",
+            &rest[..1]
+        ));
+    }
+    if rest.starts_with('}') && expected == [Expected::EndOfFile] {
+        return Some("this `}` closes nothing: remove it".into());
+    }
+    if rest.starts_with('"')
+        && wants("a number or duration")
+        && !wants("a string")
+        && rest[1..].starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Some("durations and numbers are written without quotes: `timeout 30m`".into());
+    }
+    let word = word_at(text, offset)?;
+    let familiar = FAMILIAR_MISTAKES.iter().find(|(wrong, right, context)| {
+        *wrong == word
+            && !keywords.contains(right)
+            && (context.is_empty() || keywords.contains(context))
+    });
+    if let Some((_, right, _)) = familiar {
+        return Some(format!("did you mean `{right}`?"));
+    }
+    if keywords.contains(&"runbook") && !keywords.contains(&word) {
+        return Some(format!(
+            "a file holds one `runbook NAME {{ … }}` (or a `policy {{ … }}`, or a module of imports and agents): put `{word}` inside the runbook"
+        ));
+    }
+    if KEYWORDS.contains(&word) && !keywords.contains(&word) {
+        let place = belongs(word).map_or_else(
+            || format!("`{word}` cannot appear here"),
+            |b| format!("`{word}` {b}"),
+        );
+        let structural = STRUCTURAL.contains(&word);
+        let opens = expected.contains(&Expected::Punctuation("{".into()));
+        let close = if opens {
+            "; is the `{` that opens the block missing?".to_string()
+        } else if structural && expects_close(expected) {
+            unclosed_block(text, offset)
+                .map(|(_, header)| format!("; is the `}}` that ends {header} missing?"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        return Some(format!("{place}{close}"));
+    }
+    if !keywords.is_empty() {
+        if let Some(close) = closest(word, &keywords) {
+            return Some(format!("did you mean `{close}`?"));
+        }
+        if let Some(close) = closest(word, KEYWORDS) {
+            if let Some(b) = belongs(close) {
+                return Some(format!(
+                    "did you mean `{close}`? It {b}, and cannot appear here"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The candidate closest to `wanted` by edit distance, if it is close enough to be a typo.
+pub(crate) fn closest<'a>(wanted: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|k| (distance(wanted, k), *k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(wanted.len() / 3) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A `{` still open at some point of the text.
+#[derive(Debug, Clone)]
+struct Opener {
+    offset: usize,
+    indent: usize,
+    header: String,
+}
+
+/// The block a missing `}` most likely belongs to, as seen at `offset`: the first block
+/// whose closing brace is indented less than its header (the `}` of an outer block was
+/// used for it), else the innermost block open at `offset`.
+fn unclosed_block(text: &str, offset: usize) -> Option<(Span, String)> {
+    let mut stack: Vec<Opener> = Vec::new();
+    let mut suspect: Option<Opener> = None;
+    scan(text, offset, |event| match event {
+        Scanned::Open(i) => stack.push(Opener {
+            offset: i,
+            indent: indent_of(text, i),
+            header: header_before(text, i),
+        }),
+        Scanned::Close(i) => {
+            let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+            let first_on_line = text[line_start..i].trim().is_empty();
+            if let Some(top) = stack.last() {
+                let indent = i - line_start;
+                if first_on_line
+                    && top.indent > indent
+                    && stack.iter().any(|o| o.indent == indent)
+                    && suspect.is_none()
+                {
+                    suspect = Some(top.clone());
+                }
+            }
+            stack.pop();
+        }
+        Scanned::Unterminated(..) => {}
+    });
+    let opener = suspect.or_else(|| stack.last().cloned())?;
+    Some((Span::new(opener.offset, opener.offset + 1), opener.header))
+}
+
+/// Indentation (in bytes) of the line holding `offset`.
+fn indent_of(text: &str, offset: usize) -> usize {
+    let line_start = text[..offset].rfind('\n').map_or(0, |n| n + 1);
+    let line = &text[line_start..];
+    line.len() - line.trim_start_matches([' ', '\t']).len()
+}
+
+/// `step build` for the `{` of `step build "title" by x {`.
+fn header_before(text: &str, offset: usize) -> String {
+    let line_start = text[..offset].rfind('\n').map_or(0, |n| n + 1);
+    let words: Vec<&str> = text[line_start..offset]
+        .split(|c: char| c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        [keyword, name, ..] if KEYWORDS.contains(keyword) && !name.starts_with('"') => {
+            format!("`{keyword} {name}`")
+        }
+        [keyword, ..] if KEYWORDS.contains(keyword) => format!("`{keyword}`"),
+        _ => "this block".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unclosed_by_indentation() {
+        let text = "runbook r {\n  phase p {\n    step a {\n      sh \"x\"\n  }\n  phase q {";
+        let (span, header) = unclosed_block(text, text.len()).unwrap();
+        assert_eq!(header, "`step a`");
+        assert_eq!(&text[span.range()], "{");
+        assert_eq!(span.start as usize, text.find("a {").unwrap() + 2);
+    }
+
+    #[test]
+    fn unclosed_innermost_at_end() {
+        let text = "runbook r {\n  phase p {\n  }\n";
+        let (_, header) = unclosed_block(text, text.len()).unwrap();
+        assert_eq!(header, "`runbook r`");
+    }
+
+    #[test]
+    fn braces_in_strings_and_comments_do_not_count() {
+        let text = "runbook r { // {\n  title \"{\" /* { */\n";
+        let (span, _) = unclosed_block(text, text.len()).unwrap();
+        assert_eq!(span.start, 10);
+    }
+
+    #[test]
+    fn typo_distance() {
+        assert_eq!(closest("stpe", &["step", "phase"]), Some("step"));
+        assert_eq!(closest("xyz", &["step", "phase"]), None);
+        assert_eq!(closest("step", &["step"]), None);
+    }
+}
