@@ -119,6 +119,33 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                         stop = Some(Stop::Failed(format!("step {} failed: {reason}", node.name)));
                     }
                 }
+                (NodeStatus::Asked { .. }, NodeKind::Step(_)) => {
+                    // A failed `on_failure escalate` step whose question is open: it was
+                    // asked before the run suspended (or crashed). Its decision, if one
+                    // was recorded since, is applied here; it never just runs again.
+                    if let Some(d) = state.decisions.get(&node.name).cloned() {
+                        match escalation_decision(session, state, id, d.decision, d.comment, &d.by)?
+                        {
+                            Some(s) => stop = Some(s),
+                            None => restart = true,
+                        }
+                    } else if session.options.interactive {
+                        let reason = state
+                            .failures
+                            .get(&node.name)
+                            .cloned()
+                            .unwrap_or_else(|| "failed".into());
+                        let action =
+                            tokio::task::block_in_place(|| escalate(session, state, id, &reason))?;
+                        match action {
+                            Some(Ok(())) => restart = true,
+                            Some(Err(s)) => stop = Some(s),
+                            None => waiting.push(node.name.clone()),
+                        }
+                    } else {
+                        waiting.push(node.name.clone());
+                    }
+                }
                 (_, NodeKind::Step(_)) => queued.push_back(id),
                 (_, NodeKind::Checkpoint(_)) => {
                     let action = tokio::task::block_in_place(|| {
