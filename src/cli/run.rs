@@ -556,6 +556,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         eprintln!("error: cannot write the journal: {e}");
         return EXIT_USAGE;
     }
+    end_leftovers(&dir, &state);
     let in_flight = state.in_flight();
     if !in_flight.is_empty() {
         let names: Vec<String> = in_flight
@@ -584,6 +585,28 @@ pub fn resume(args: ResumeArgs) -> i32 {
         head,
         started,
     )
+}
+
+/// Ends the step processes a dead driver of this run left running (kill -9, a crash):
+/// the steps that will run again must not run twice at once. Steps that finished are
+/// left alone; a process that deliberately outlives its step is theirs to keep.
+fn end_leftovers(dir: &RunDir, state: &RunState) {
+    use crate::run::state::NodeStatus;
+    let groups = crate::agents::leftover::groups_of_run(dir.id().as_str(), |step| {
+        !matches!(
+            state.status(step),
+            NodeStatus::Succeeded | NodeStatus::Skipped
+        )
+    });
+    if groups.is_empty() {
+        return;
+    }
+    let list: Vec<String> = groups.iter().map(i32::to_string).collect();
+    eprintln!(
+        "ending step processes left running by the previous driver (process groups {})",
+        list.join(", ")
+    );
+    crate::agents::leftover::end_groups(&groups);
 }
 
 /// The state of a run, its runbook file and start time, from its journal.
