@@ -1,3 +1,4 @@
 //! agents: how a step's work is carried out by a process.
 
+pub mod leftover;
 pub mod process;

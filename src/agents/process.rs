@@ -284,6 +284,7 @@ pub async fn run_process(
         });
     }
 
+    adopt_orphans();
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -433,6 +434,53 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Makes this process the reaper of its descendants' orphans (once per process).
+///
+/// When a step's shell dies before the programs it started (SIGTERM reaches
+/// them all at once), those programs are reparented. Without this they go to
+/// init, and an init that reaps late or never (many container inits do)
+/// keeps them as zombies: one per timeout or Ctrl-C, piling up over a long
+/// run, and each one makes `kill(-pgid, 0)` report the group as alive so
+/// that [`group_alive`] has to scan /proc. As the subreaper we adopt them and
+/// [`reap_orphans`] collects them as soon as the leader is reaped.
+fn adopt_orphans() {
+    static ADOPT: std::sync::Once = std::sync::Once::new();
+    ADOPT.call_once(|| {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and only
+        // changes how this process's descendants are reparented. If it fails,
+        // orphans go to init as before: slower to wait out, never wrong.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+    });
+}
+
+/// Reaps the members of group `pgid` that died after being reparented to us.
+///
+/// Only called once the leader is reaped: `waitid(P_PGID)` must not take the
+/// leader's status away from tokio, and no other child of ours is in the group.
+fn reap_orphans(pgid: libc::pid_t) {
+    if pgid <= 1 {
+        return;
+    }
+    let Ok(id) = libc::id_t::try_from(pgid) else {
+        return;
+    };
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t for the whole call.
+        let rc =
+            unsafe { libc::waitid(libc::P_PGID, id, &mut info, libc::WEXITED | libc::WNOHANG) };
+        // SAFETY: waitid filled `info` (or left it zeroed, which reads as pid 0).
+        let pid = unsafe { info.si_pid() };
+        // -1: no children of ours in the group (ECHILD); pid 0: none has exited yet.
+        if rc != 0 || pid == 0 {
+            return;
+        }
+    }
+}
+
 /// Whether any process of group `pgid` is still running (zombies don't count).
 fn group_alive(pgid: libc::pid_t) -> bool {
     if pgid <= 1 {
@@ -503,6 +551,11 @@ async fn wait_group_gone(pgid: libc::pid_t, child: &mut Child) -> io::Result<boo
         // The leader is our child, so we reap it here; its status is taken
         // from `Child::wait` later (tokio keeps it).
         let leader_done = child.try_wait()?.is_some();
+        if leader_done {
+            // Members reparented to us (see `adopt_orphans`) that died: reaped
+            // here, they leave no zombie behind to keep the group "existing".
+            reap_orphans(pgid);
+        }
         // The /proc scan may take a few milliseconds on a busy machine, so
         // it runs off the async worker threads.
         if leader_done
@@ -940,6 +993,52 @@ mod tests {
         let pids = read_pids(&dir.path().join("pids"));
         assert_eq!(pids.len(), 3);
         assert_group_dead(pids[0], &pids);
+    }
+
+    /// Every process of group `pgid`, zombies included.
+    fn all_group_members(pgid: i32) -> Vec<(i32, String)> {
+        let mut members = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2) == Some(&pgid.to_string().as_str()) {
+                members.push((pid, fields[0].to_owned()));
+            }
+        }
+        members
+    }
+
+    #[tokio::test]
+    async fn orphans_of_a_killed_group_are_reaped_not_left_as_zombies() {
+        let dir = TempDir::new().unwrap();
+        // The shell dies of SIGTERM alongside its children, which are then
+        // reparented: to us, as the subreaper, and not to an init that may
+        // never reap them (and whose zombies kept the group "existing").
+        let mut spec = sh(
+            &dir,
+            "echo $$ > pids; sleep 30 & echo $! >> pids; sleep 30 & echo $! >> pids; wait",
+        );
+        spec.timeout = Some(Duration::from_millis(300));
+        let out = run_process(spec, never()).await.unwrap();
+        assert_eq!(out.exit, ExitKind::TimedOut);
+        let pids = read_pids(&dir.path().join("pids"));
+        assert_eq!(pids.len(), 3);
+        assert_eq!(all_group_members(pids[0]), Vec::new());
+        for pid in pids {
+            assert_eq!(
+                proc_state(pid),
+                None,
+                "pid {pid} is still in the process table"
+            );
+        }
     }
 
     #[tokio::test]

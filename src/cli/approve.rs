@@ -72,6 +72,17 @@ fn approve(args: Args) -> Result<(), String> {
             ));
         }
     };
+    if let Some(d) = state.decisions.get(&args.checkpoint) {
+        // One question, one answer: a second decision would silently overrule the
+        // first (an approval racing a rejection), and the audit trail would hold both.
+        return Err(format!(
+            "`{}` was already decided ({} by {}); resume the run to apply that decision: runbook resume {}",
+            args.checkpoint,
+            decision_word(d.decision),
+            d.by,
+            dir.id()
+        ));
+    }
     let (checked, _) =
         load_checked(&file).map_err(|_| format!("{} no longer checks", file.display()))?;
     let runbook = checked.runbook();
@@ -127,17 +138,22 @@ fn approve(args: Args) -> Result<(), String> {
         .wait_durable_blocking(seq)
         .map_err(|e| e.to_string())?;
     journal.close().map_err(|e| e.to_string())?;
-    let word = match decision {
-        Decision::Approve => "approved",
-        Decision::Reject => "rejected",
-        Decision::Revise => "asked to revise",
-        Decision::Skip => "skipped",
-    };
     eprintln!(
-        "{identity} {word} `{}` of run {}; continue with: runbook resume {}",
+        "{identity} {} `{}` of run {}; continue with: runbook resume {}",
+        decision_word(decision),
         args.checkpoint,
         dir.id(),
         dir.id()
     );
     Ok(())
+}
+
+/// The past tense of a decision, for messages.
+fn decision_word(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Approve => "approved",
+        Decision::Reject => "rejected",
+        Decision::Revise => "asked to revise",
+        Decision::Skip => "skipped",
+    }
 }

@@ -198,7 +198,7 @@ fn resolve_params(
         let p = declared(k.trim())?;
         let value =
             p.ty.parse_value(v)
-                .map_err(|e| format!("--param {k}: {e} (a {} param)", p.ty.name()))?;
+                .map_err(|e| format!("--param {k}: {e} (declared as {})", p.ty.name()))?;
         values.insert(k.trim().to_string(), value.to_json());
     }
     for p in &runbook.params {
@@ -223,6 +223,33 @@ fn resolve_params(
     Ok(serde_json::Value::Object(values))
 }
 
+/// Every `--approve NAME` must name a checkpoint its decider may decide.
+fn check_preapprovals(runbook: &crate::ir::Runbook, args: &DriveArgs) -> Result<(), String> {
+    let identity = identity(args);
+    for name in &args.approve {
+        let Some(cp) = runbook
+            .node_named(name)
+            .and_then(|n| runbook.node(n).checkpoint())
+        else {
+            return Err(format!("--approve {name}: no checkpoint has this name"));
+        };
+        if !crate::run::checkpoint::may_decide(cp, &identity) {
+            return Err(format!(
+                "--approve {name}: {identity} may not decide it; its approvers are {} (pass --as NAME)",
+                cp.approvers.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Who decides: `--as`, else $RUNBOOK_USER, else $USER.
+fn identity(args: &DriveArgs) -> String {
+    args.identity
+        .clone()
+        .unwrap_or_else(crate::run::checkpoint::default_identity)
+}
+
 fn options(args: &DriveArgs) -> Options {
     let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     Options {
@@ -233,10 +260,7 @@ fn options(args: &DriveArgs) -> Options {
         approve: args.approve.clone(),
         approve_all: args.approve_all,
         verbose: args.verbose,
-        identity: args
-            .identity
-            .clone()
-            .unwrap_or_else(crate::run::checkpoint::default_identity),
+        identity: identity(args),
         live: std::io::stderr().is_terminal(),
     }
 }
@@ -326,26 +350,26 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    for name in &args.drive.approve {
-        if runbook
-            .node_named(name)
-            .and_then(|n| runbook.node(n).checkpoint())
-            .is_none()
-        {
-            eprintln!("error: --approve {name}: no checkpoint has this name");
-            return EXIT_USAGE;
-        }
+    if let Err(e) = check_preapprovals(runbook, &args.drive) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
     }
-    let secrets = match run::secret_values(runbook) {
+    let secrets = run::secret_values(runbook);
+    if args.dry_run {
+        // A dry run renders no secret and runs nothing: it can preview a runbook on a
+        // machine without the secrets, and says what a real run would still need.
+        if let Err(e) = &secrets {
+            eprintln!("warning: {e}");
+        }
+        return super::dry_run::print(&checked, &params);
+    }
+    let secrets = match secrets {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    if args.dry_run {
-        return super::dry_run::print(&checked, &params);
-    }
     let root = match records_root() {
         Ok(r) => r,
         Err(e) => {
@@ -496,6 +520,10 @@ pub fn resume(args: ResumeArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = check_preapprovals(checked.runbook(), &args.drive) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
     let spec = spec_files(&checked, &map);
     if let Some(changed) = changed_source(&state.spec, &spec) {
         eprintln!("error: {changed} changed since run {} started; a run resumes only with the exact spec it started with (restore the file, or start a new run)", dir.id());
@@ -528,6 +556,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         eprintln!("error: cannot write the journal: {e}");
         return EXIT_USAGE;
     }
+    end_leftovers(&dir, &state);
     let in_flight = state.in_flight();
     if !in_flight.is_empty() {
         let names: Vec<String> = in_flight
@@ -556,6 +585,28 @@ pub fn resume(args: ResumeArgs) -> i32 {
         head,
         started,
     )
+}
+
+/// Ends the step processes a dead driver of this run left running (kill -9, a crash):
+/// the steps that will run again must not run twice at once. Steps that finished are
+/// left alone; a process that deliberately outlives its step is theirs to keep.
+fn end_leftovers(dir: &RunDir, state: &RunState) {
+    use crate::run::state::NodeStatus;
+    let groups = crate::agents::leftover::groups_of_run(dir.id().as_str(), |step| {
+        !matches!(
+            state.status(step),
+            NodeStatus::Succeeded | NodeStatus::Skipped
+        )
+    });
+    if groups.is_empty() {
+        return;
+    }
+    let list: Vec<String> = groups.iter().map(i32::to_string).collect();
+    eprintln!(
+        "ending step processes left running by the previous driver (process groups {})",
+        list.join(", ")
+    );
+    crate::agents::leftover::end_groups(&groups);
 }
 
 /// The state of a run, its runbook file and start time, from its journal.

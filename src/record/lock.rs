@@ -9,6 +9,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a lock whose recorded holder is dead may take to come free. After a crash
+/// (kill -9, abort) a child forked in that instant still holds the lock until it execs:
+/// microseconds, or some milliseconds on a loaded machine. A resume started right after
+/// the crash waits that out instead of blaming a process that no longer exists.
+const ORPHANED_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a run lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +76,24 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err)?;
-        match flock_exclusive_nonblocking(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let pid = read_pid(&mut file);
-                return Err(LockError::Held { path, pid });
+        let give_up = Instant::now() + ORPHANED_LOCK_WAIT;
+        loop {
+            match flock_exclusive_nonblocking(&file) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let pid = read_pid(&mut file);
+                    // The holder named in the file is gone, yet the lock is held: by a
+                    // child it was forking when it died, which still shares the
+                    // descriptor until its exec (where close-on-exec drops it).
+                    let orphaned = pid.is_some_and(|p| !process_exists(p));
+                    if orphaned && Instant::now() < give_up {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    return Err(LockError::Held { path, pid });
+                }
+                Err(e) => return Err(io_err(e)),
             }
-            Err(e) => return Err(io_err(e)),
         }
         // We hold the lock now; record who we are for the next contender.
         let write_pid = |file: &mut File| -> io::Result<()> {
@@ -121,6 +139,20 @@ fn flock_exclusive_nonblocking(file: &File) -> io::Result<()> {
     }
 }
 
+/// Whether a process with this pid exists (a zombie counts: it is gone for our purposes
+/// only once reaped, and it holds no descriptors by then anyway).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Reads the pid the holder wrote, if the file holds one.
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
@@ -156,6 +188,36 @@ mod tests {
         drop(first);
         let again = RunLock::acquire(&path).unwrap();
         drop(again);
+    }
+
+    #[test]
+    fn a_lock_left_to_a_child_of_a_dead_holder_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        // The holder's descriptor, with the pid of a process that has exited: what a
+        // child forked just before its parent crashed looks like from outside.
+        let holder = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        flock_exclusive_nonblocking(&holder).unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        std::fs::write(&path, format!("{dead_pid}\n")).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(holder);
+        });
+        let lock = RunLock::acquire(&path).expect("the orphaned lock comes free");
+        release.join().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(lock.path()).unwrap().trim(),
+            std::process::id().to_string()
+        );
     }
 
     #[test]

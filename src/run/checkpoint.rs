@@ -128,6 +128,11 @@ pub fn default_identity() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether `identity` may decide `cp`: anyone, unless it names its approvers.
+pub fn may_decide(cp: &Checkpoint, identity: &str) -> bool {
+    cp.approvers.is_empty() || cp.approvers.iter().any(|a| a == identity)
+}
+
 /// Turns a recorded decision into an action.
 pub fn act(cp: &Checkpoint, decision: Decision, comment: Option<String>) -> Action {
     match decision {
@@ -176,7 +181,17 @@ pub fn decide(
         escalation: false,
     })?;
     let pre = session.options.approve_all || session.options.approve.iter().any(|a| a == &n.name);
-    if pre {
+    let may_decide = may_decide(cp, &session.options.identity);
+    if pre && !may_decide {
+        // A pre-approval is a decision like any other: `approvers` binds it too.
+        session.progress.line(&format!(
+            "checkpoint {}: not pre-approved, {} is not among its approvers ({})",
+            n.name,
+            session.options.identity,
+            cp.approvers.join(", ")
+        ));
+    }
+    if pre && may_decide {
         let by = if session.options.approve_all {
             "--approve-all"
         } else {
@@ -206,7 +221,7 @@ pub fn decide(
         Some(d) => (d, comment),
         None => return Ok(Action::Wait),
     };
-    if !cp.approvers.is_empty() && !cp.approvers.contains(&session.options.identity) {
+    if !may_decide {
         session.progress.line(&format!(
             "{} may not decide checkpoint {} (approvers: {}); the run waits for them",
             session.options.identity,

@@ -83,7 +83,7 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
     let mut running = 0usize;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepReport>();
     let jobs = session.options.jobs.max(1);
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut interruption = Box::pin(interruption());
 
     loop {
         // Start whatever is ready.
@@ -117,6 +117,33 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                         waiting.push(node.name.clone());
                     } else {
                         stop = Some(Stop::Failed(format!("step {} failed: {reason}", node.name)));
+                    }
+                }
+                (NodeStatus::Asked { .. }, NodeKind::Step(_)) => {
+                    // A failed `on_failure escalate` step whose question is open: it was
+                    // asked before the run suspended (or crashed). Its decision, if one
+                    // was recorded since, is applied here; it never just runs again.
+                    if let Some(d) = state.decisions.get(&node.name).cloned() {
+                        match escalation_decision(session, state, id, d.decision, d.comment, &d.by)?
+                        {
+                            Some(s) => stop = Some(s),
+                            None => restart = true,
+                        }
+                    } else if session.options.interactive {
+                        let reason = state
+                            .failures
+                            .get(&node.name)
+                            .cloned()
+                            .unwrap_or_else(|| "failed".into());
+                        let action =
+                            tokio::task::block_in_place(|| escalate(session, state, id, &reason))?;
+                        match action {
+                            Some(Ok(())) => restart = true,
+                            Some(Err(s)) => stop = Some(s),
+                            None => waiting.push(node.name.clone()),
+                        }
+                    } else {
+                        waiting.push(node.name.clone());
                     }
                 }
                 (_, NodeKind::Step(_)) => queued.push_back(id),
@@ -155,7 +182,7 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
         // Wait for the next completion, then take every one that is already there.
         let first = tokio::select! {
             r = rx.recv() => r,
-            _ = &mut ctrl_c, if !interrupted => {
+            () = &mut interruption, if !interrupted => {
                 interrupted = true;
                 let _ = session.cancel_tx.send(true);
                 session.progress.line("interrupted: stopping running steps (resume with `runbook resume`)");
@@ -317,6 +344,25 @@ fn spawn(
         let report = step::run(session, id, first, counted, feedback).await;
         let _ = tx.send(report);
     });
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. Both interrupt the run resumably: steps run
+/// in process groups of their own, which no signal sent to the interpreter reaches, so a
+/// SIGTERM left to its default action (a CI job being cancelled) would kill the
+/// interpreter and leave every running step behind.
+async fn interruption() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the signals keep their default action: the interpreter dies.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// The next attempt number of a step: one past every attempt directory on disk, so a

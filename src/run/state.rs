@@ -71,6 +71,8 @@ pub struct RunState {
     pub finished_attempts: HashMap<String, u32>,
     /// The feedback for a step's next attempt.
     pub feedback: HashMap<String, String>,
+    /// Why each failed step failed, by step (kept while an escalation asks about it).
+    pub failures: HashMap<String, String>,
     /// Decisions waiting to be applied, by checkpoint (or escalated step).
     pub decisions: HashMap<String, PendingDecision>,
     /// Steps in the order they succeeded.
@@ -156,12 +158,10 @@ impl RunState {
                         self.feedback.insert(step.clone(), r.clone());
                     }
                 } else {
-                    self.nodes.insert(
-                        step.clone(),
-                        NodeStatus::Failed {
-                            reason: reason.clone().unwrap_or_default(),
-                        },
-                    );
+                    let reason = reason.clone().unwrap_or_default();
+                    self.failures.insert(step.clone(), reason.clone());
+                    self.nodes
+                        .insert(step.clone(), NodeStatus::Failed { reason });
                 }
             }
             Event::StepSkipped { step, .. } => {
@@ -219,5 +219,80 @@ impl RunState {
             Event::RollbackAction { .. } | Event::RollbackFinished { .. } => {}
             Event::RunFinished { status, .. } => self.finished = Some(status.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::event::now;
+
+    fn finished(step: &str, attempt: u32, ok: bool, retry: bool) -> Event {
+        Event::StepFinished {
+            time: now(),
+            step: step.into(),
+            attempt,
+            ok,
+            reason: (!ok).then(|| format!("attempt {attempt} failed")),
+            exit_code: Some(i32::from(!ok)),
+            duration_ms: 1,
+            retry,
+        }
+    }
+
+    fn started(step: &str, attempt: u32) -> Event {
+        Event::StepStarted {
+            time: now(),
+            step: step.into(),
+            attempt,
+            agent: "shell".into(),
+            prompt_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_escalated_step_waits_with_its_failure_and_decision() {
+        let events = [
+            started("x", 1),
+            finished("x", 1, false, false),
+            Event::CheckpointAsked {
+                time: now(),
+                checkpoint: "x".into(),
+                content_sha256: "sha".into(),
+                escalation: true,
+            },
+            Event::CheckpointDecided {
+                time: now(),
+                checkpoint: "x".into(),
+                decision: Decision::Skip,
+                by: "ann".into(),
+                comment: None,
+                content_sha256: "sha".into(),
+                preapproved: false,
+            },
+        ];
+        let state = RunState::from_events(&events);
+        assert!(matches!(state.status("x"), NodeStatus::Asked { .. }));
+        assert_eq!(state.failures["x"], "attempt 1 failed");
+        assert_eq!(state.decisions["x"].decision, Decision::Skip);
+        assert!(state.in_flight().is_empty());
+    }
+
+    #[test]
+    fn retries_count_finished_attempts_and_keep_the_feedback() {
+        let events = [
+            started("x", 1),
+            finished("x", 1, false, true),
+            started("x", 2),
+        ];
+        let state = RunState::from_events(&events);
+        assert_eq!(state.in_flight(), vec![("x".to_string(), 2)]);
+        assert_eq!(state.finished_attempts["x"], 1);
+        assert_eq!(state.feedback["x"], "attempt 1 failed");
+        let mut state = state;
+        state.apply(&finished("x", 2, true, false));
+        assert_eq!(state.status("x"), &NodeStatus::Succeeded);
+        assert_eq!(state.completed, ["x"]);
+        assert!(!state.feedback.contains_key("x"));
     }
 }

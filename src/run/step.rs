@@ -413,11 +413,7 @@ async fn attempt_once(
                             if !o.stderr_tail.is_empty() {
                                 out.push_str(&o.stderr_tail);
                             }
-                            result.reason = Some(format!(
-                                "The check `{command}` failed ({}):\n{}",
-                                exit_word(&o.exit),
-                                out.trim_end()
-                            ));
+                            result.reason = Some(check_failure(&command, &o.exit, &out));
                         }
                         Ok(_) => {}
                     }
@@ -515,6 +511,22 @@ fn append_file(into: &std::path::Path, from: &std::path::Path) -> std::io::Resul
         .open(into)?;
     std::io::copy(&mut src, &mut dst)?;
     std::fs::remove_file(from)
+}
+
+/// The feedback of a failed `until` check: what failed, how, and what it printed.
+fn check_failure(command: &str, exit: &ExitKind, output: &str) -> String {
+    let output = output.trim_end();
+    if output.is_empty() {
+        format!(
+            "The check `{command}` failed ({}) and printed nothing.",
+            exit_word(exit)
+        )
+    } else {
+        format!(
+            "The check `{command}` failed ({}):\n{output}",
+            exit_word(exit)
+        )
+    }
 }
 
 fn exit_word(exit: &ExitKind) -> String {
@@ -653,5 +665,22 @@ fn write_result(
             "cannot write {}: {e}",
             dir.join("result.json").display()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_failure_quotes_the_output_or_says_there_was_none() {
+        assert_eq!(
+            check_failure("cargo test", &ExitKind::Exited(101), "1 failed\n\n"),
+            "The check `cargo test` failed (exit 101):\n1 failed"
+        );
+        assert_eq!(
+            check_failure("false", &ExitKind::Exited(1), " \n"),
+            "The check `false` failed (exit 1) and printed nothing."
+        );
     }
 }
