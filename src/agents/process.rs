@@ -51,6 +51,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// minified blob) is echoed in pieces so the echo buffer stays bounded.
 const ECHO_LINE_MAX: usize = 8 * 1024;
 
+/// How long a dead group's last zombies may take to be reparented to us and reaped.
+const ZOMBIE_SETTLE: Duration = Duration::from_millis(50);
+
 /// How often the process group is polled while waiting for it to die.
 const GROUP_POLL: Duration = Duration::from_millis(10);
 
@@ -496,6 +499,32 @@ fn group_alive(pgid: libc::pid_t) -> bool {
     exists && group_has_running_member(pgid)
 }
 
+/// Whether group `pgid` has any member at all, zombies included.
+fn group_has_members(pgid: libc::pid_t) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Reaps members that die just as the group is found dead: a member still exiting
+/// when [`reap_orphans`] ran becomes our zombie a moment later, and its own dying
+/// parent may hand us zombie children of its own. Bounded by [`ZOMBIE_SETTLE`],
+/// because a zombie whose parent is not us (an escaped process's child) is not ours
+/// to reap.
+async fn collect_last_zombies(pgid: libc::pid_t) {
+    let give_up = Instant::now() + ZOMBIE_SETTLE;
+    loop {
+        reap_orphans(pgid);
+        if !group_has_members(pgid) || Instant::now() >= give_up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Scans /proc for a non-zombie process in group `pgid`; assumes yes if /proc is unreadable.
 fn group_has_running_member(pgid: libc::pid_t) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -563,6 +592,7 @@ async fn wait_group_gone(pgid: libc::pid_t, child: &mut Child) -> io::Result<boo
                 .await
                 .unwrap_or(true)
         {
+            collect_last_zombies(pgid).await;
             return Ok(true);
         }
         if Instant::now() >= give_up {
