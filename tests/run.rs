@@ -1196,3 +1196,48 @@ runbook secretive {
     t.run().code(0).stdout_has("echo hi").stderr_has("TOKEN");
     assert!(!t.path().join(".runbook").exists());
 }
+
+const TIMED_CHECKPOINT: &str = r#"
+runbook timed {
+  phase p {
+    step a {
+      sh "echo a"
+      rollback { sh "echo undone > undone" }
+    }
+    checkpoint gate { timeout 1s }
+    step b { sh "echo b > b" }
+  }
+}
+"#;
+
+#[test]
+fn a_checkpoint_timeout_without_a_decision_rejects_and_rolls_back() {
+    let t = Test::new().runbook(TIMED_CHECKPOINT);
+    let id = suspended(&t);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Too late to approve: fail closed.
+    t.command(&["approve", &id, "gate"])
+        .code(2)
+        .stderr_has("timed out");
+    t.command(&["resume", &id]).code(1);
+    assert_eq!(t.read("undone"), "undone\n");
+    assert!(!t.path().join("b").exists());
+    let run = t.only_run();
+    let decided = run.events_named("checkpoint_decided");
+    assert_eq!(decided[0]["decision"], "reject");
+    assert_eq!(decided[0]["by"], "timeout");
+    assert_eq!(run.events_named("run_finished")[0]["status"], "rejected");
+}
+
+#[test]
+fn a_decision_within_the_checkpoint_timeout_stands() {
+    let t = Test::new().runbook(
+        TIMED_CHECKPOINT
+            .replace("timeout 1s", "timeout 1h")
+            .as_str(),
+    );
+    let id = suspended(&t);
+    t.command(&["approve", &id, "gate"]).code(0);
+    t.command(&["resume", &id]).code(0);
+    assert_eq!(t.read("b"), "b\n");
+}

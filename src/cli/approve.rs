@@ -95,6 +95,13 @@ fn approve(args: Args) -> Result<(), String> {
         .map(|id| runbook.node(id));
     let checkpoint = node.and_then(|n| n.checkpoint());
     if let Some(cp) = checkpoint {
+        if let Some(limit) = crate::run::checkpoint::expired(cp, &state, &args.checkpoint) {
+            return Err(format!(
+                "checkpoint `{}` timed out: nobody decided within {limit}, which counts as a rejection; `runbook resume {}` rolls the run back",
+                args.checkpoint,
+                dir.id()
+            ));
+        }
         if !cp.approvers.is_empty() && !cp.approvers.contains(&identity) {
             return Err(format!(
                 "{identity} may not decide `{}`: its approvers are {}",

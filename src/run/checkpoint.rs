@@ -133,6 +133,14 @@ pub fn may_decide(cp: &Checkpoint, identity: &str) -> bool {
     cp.approvers.is_empty() || cp.approvers.iter().any(|a| a == identity)
 }
 
+/// The checkpoint's `timeout` as written, if it was asked longer ago than that.
+pub fn expired(cp: &Checkpoint, state: &super::state::RunState, name: &str) -> Option<String> {
+    let timeout = cp.timeout.as_ref()?;
+    let asked = super::event::parse_time(state.asked_at.get(name)?)?;
+    let limit = i64::try_from(timeout.duration.as_millis()).unwrap_or(i64::MAX);
+    (super::event::now_ms().saturating_sub(asked) > limit).then(|| timeout.text.clone())
+}
+
 /// Turns a recorded decision into an action.
 pub fn act(cp: &Checkpoint, decision: Decision, comment: Option<String>) -> Action {
     match decision {
@@ -174,6 +182,20 @@ pub fn decide(
         ));
     }
     let journal = |e: Event| session.journal.append(&e).map_err(|e| e.to_string());
+    if let Some(expired) = expired(cp, state, &n.name) {
+        // Fail closed: no decision in time counts as a rejection.
+        let reason = format!("no decision within {expired}");
+        journal(Event::CheckpointDecided {
+            time: now(),
+            checkpoint: n.name.clone(),
+            decision: Decision::Reject,
+            by: "timeout".into(),
+            comment: Some(reason.clone()),
+            content_sha256: sha,
+            preapproved: false,
+        })?;
+        return Ok(Action::Reject(reason));
+    }
     journal(Event::CheckpointAsked {
         time: now(),
         checkpoint: n.name.clone(),

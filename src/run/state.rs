@@ -75,6 +75,8 @@ pub struct RunState {
     pub failures: HashMap<String, String>,
     /// Decisions waiting to be applied, by checkpoint (or escalated step).
     pub decisions: HashMap<String, PendingDecision>,
+    /// When each waiting checkpoint was first asked (RFC 3339), for its `timeout`.
+    pub asked_at: HashMap<String, String>,
     /// Steps in the order they succeeded.
     pub completed: Vec<String>,
     /// Whether the run has ended, and how.
@@ -170,10 +172,15 @@ impl RunState {
             Event::CheckpointAsked {
                 checkpoint,
                 content_sha256,
+                time,
                 ..
             } => {
-                // A new question makes earlier answers stale.
+                // A new question makes earlier answers stale; the clock for `timeout`
+                // keeps running from the first time it was asked.
                 self.decisions.remove(checkpoint);
+                self.asked_at
+                    .entry(checkpoint.clone())
+                    .or_insert_with(|| time.clone());
                 self.nodes.insert(
                     checkpoint.clone(),
                     NodeStatus::Asked {
@@ -207,6 +214,7 @@ impl RunState {
             } => {
                 self.decisions.remove(cause);
                 for n in nodes {
+                    self.asked_at.remove(n);
                     self.nodes.insert(n.clone(), NodeStatus::Pending);
                     self.completed.retain(|c| c != n);
                     self.finished_attempts.remove(n);
