@@ -4,6 +4,7 @@
 mod approve;
 mod check;
 mod dry_run;
+mod fmt;
 mod run;
 mod runs;
 
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Check runbooks for errors (names, cycles, races, templates, permissions, policy).
     Check(check::Args),
+    /// Rewrite runbook files in the canonical layout (--check: print a diff, exit 1).
+    Fmt(fmt::Args),
     /// Run a runbook: steps, checkpoints, retries, rollback, with durable records.
     Run(run::RunArgs),
     /// Continue a suspended, interrupted or crashed run.
@@ -54,6 +57,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Run(args) => run::run(args),
         Command::Resume(args) => run::resume(args),
         Command::Approve(args) => approve::run(args),
