@@ -10,6 +10,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod fmt;
 pub mod ir;
+pub mod plan;
 pub mod record;
 pub mod run;
 pub mod stdlib;
