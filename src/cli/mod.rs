@@ -4,6 +4,8 @@
 mod approve;
 mod check;
 mod dry_run;
+mod fmt;
+mod plan;
 mod run;
 mod runs;
 
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     /// Check runbooks for errors (names, cycles, races, templates, permissions, policy).
     Check(check::Args),
+    /// Print the plan a reviewer approves: phases, steps, permissions, checkpoints, rollback.
+    Plan(plan::Args),
+    /// Rewrite runbook files in the canonical layout (--check: print a diff, exit 1).
+    Fmt(fmt::Args),
     /// Run a runbook: steps, checkpoints, retries, rollback, with durable records.
     Run(run::RunArgs),
     /// Continue a suspended, interrupted or crashed run.
@@ -54,6 +60,8 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Run(args) => run::run(args),
         Command::Resume(args) => run::resume(args),
         Command::Approve(args) => approve::run(args),

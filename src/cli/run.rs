@@ -138,12 +138,44 @@ pub fn load_checked(file: &Path) -> Result<(CheckedRunbook, SourceMap), i32> {
     }
 }
 
-/// Resolves parameter values: defaults, then the params file, then `--param`.
+/// Resolves parameter values: defaults, then the params file, then `--param`; every
+/// param must end up with a value.
 fn resolve_params(
     runbook: &crate::ir::Runbook,
     file: Option<&Path>,
     pairs: &[String],
 ) -> Result<serde_json::Value, String> {
+    let values = given_params(runbook, file, pairs)?;
+    for p in &runbook.params {
+        if !values.contains_key(&p.name) {
+            let help = p
+                .help
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            let example = match p.ty {
+                ParamType::Bool => "true",
+                ParamType::Int => "3",
+                ParamType::Duration => "30m",
+                _ => "VALUE",
+            };
+            return Err(format!(
+                "param `{}` is required{help}: pass --param {}={example}",
+                p.name, p.name
+            ));
+        }
+    }
+    Ok(serde_json::Value::Object(values))
+}
+
+/// The parameter values known before a run: defaults, then the params file, then
+/// `--param` (typed; unknown names are errors). Required params without a value are
+/// absent: `run` refuses them, `plan` shows them as unset.
+pub(super) fn given_params(
+    runbook: &crate::ir::Runbook,
+    file: Option<&Path>,
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let mut values = serde_json::Map::new();
     for p in &runbook.params {
         if let Some(d) = &p.default {
@@ -201,26 +233,7 @@ fn resolve_params(
                 .map_err(|e| format!("--param {k}: {e} (declared as {})", p.ty.name()))?;
         values.insert(k.trim().to_string(), value.to_json());
     }
-    for p in &runbook.params {
-        if !values.contains_key(&p.name) {
-            let help = p
-                .help
-                .as_deref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            let example = match p.ty {
-                ParamType::Bool => "true",
-                ParamType::Int => "3",
-                ParamType::Duration => "30m",
-                _ => "VALUE",
-            };
-            return Err(format!(
-                "param `{}` is required{help}: pass --param {}={example}",
-                p.name, p.name
-            ));
-        }
-    }
-    Ok(serde_json::Value::Object(values))
+    Ok(values)
 }
 
 /// Every `--approve NAME` must name a checkpoint its decider may decide.

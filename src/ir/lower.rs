@@ -68,7 +68,7 @@ pub fn lower_file(map: &mut SourceMap, file: FileId) -> Lowered {
 }
 
 /// E0001 for a syntax error in `file`.
-fn syntax_diagnostic(file: FileId, e: crate::syntax::SyntaxError) -> Diagnostic {
+pub fn syntax_diagnostic(file: FileId, e: crate::syntax::SyntaxError) -> Diagnostic {
     let label = e.label.unwrap_or_else(|| "here".into());
     let mut d = Diagnostic::error("E0001", loc(file, e.span), e.message).with_label(label);
     if let Some(help) = e.help {
