@@ -748,6 +748,30 @@ mod tests {
         assert_eq!(names("cargo \\\n  test"), ["cargo"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_shell_soups(
+            picks in proptest::collection::vec(0..SHELL_TOKENS.len(), 0..40)
+        ) {
+            let script: String = picks.iter().map(|i| SHELL_TOKENS[*i]).collect();
+            for p in programs(&script) {
+                proptest::prop_assert!(script.get(p.range.clone()).is_some());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_any_text(script in "\\PC{0,80}") {
+            let _ = programs(&script);
+        }
+    }
+
+    const SHELL_TOKENS: &[&str] = &[
+        "cargo", " ", "\n", ";", ";;", "|", "||", "&", "&&", "(", ")", "((", "))", "$(", "`", "'",
+        "\"", "\\", "<<", "<<-", "EOF", "<", ">", ">&", "2", "=", "X", "case", "in", "esac", "for",
+        "do", "done", "if", "then", "fi", "{", "}", "{{", "}}", "{%", "%}", "{#", "#}", "#", "[[",
+        "]]", "function", "f", "exec", "command", "-v", "$", "${", "é",
+    ];
+
     #[test]
     fn never_panics_on_fragments() {
         for s in [

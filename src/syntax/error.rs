@@ -168,38 +168,17 @@ fn expected_rule(rule: Rule) -> Option<Expected> {
         Rule::boolean => value("`true` or `false`"),
         Rule::network_mode => value("`on` or `off`"),
         Rule::prompt_file => Some(Expected::Keyword("file".into())),
+        Rule::open_brace | Rule::agent_body => Some(Expected::Punctuation("{".into())),
+        Rule::close_brace => Some(Expected::Punctuation("}".into())),
+        Rule::close_bracket => Some(Expected::Punctuation("]".into())),
+        Rule::comma => Some(Expected::Punctuation(",".into())),
+        Rule::colon => Some(Expected::Punctuation(":".into())),
+        Rule::equals => Some(Expected::Punctuation("=".into())),
         _ => {
             let name = format!("{rule:?}");
             name.strip_prefix("k_")
                 .map(|k| Expected::Keyword(k.to_string()))
         }
-    }
-}
-
-/// What a literal token pest tried stands for. pest does not export its token type,
-/// so this reads the token's display form: the literal itself, `a..z` for a range of
-/// characters, `BUILTIN_RULE` for the rest.
-fn expected_token(token: &str) -> Option<Expected> {
-    let chars: Vec<char> = token.chars().collect();
-    if let [start, '.', '.', _] = chars.as_slice() {
-        return if start.is_ascii_digit() {
-            Some(Expected::Value("a number or duration"))
-        } else if start.is_ascii_alphabetic() {
-            Some(Expected::Value("a name"))
-        } else {
-            None
-        };
-    }
-    match token {
-        "BUILTIN_RULE" | " " | "\t" | "\r" | "\n" | "\u{feff}" | "//" | "/*" | "-" | "." => None,
-        "\"" | "\"\"\"" => Some(Expected::Value("a string")),
-        "_" => Some(Expected::Value("a name")),
-        "true" | "false" => Some(Expected::Value("`true` or `false`")),
-        "on" | "off" => Some(Expected::Value("`on` or `off`")),
-        word if word.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => {
-            Some(Expected::Keyword(word.to_string()))
-        }
-        punctuation => Some(Expected::Punctuation(punctuation.to_string())),
     }
 }
 
@@ -238,55 +217,31 @@ fn word_at(text: &str, offset: usize) -> Option<&str> {
     (len > 0 && !rest.starts_with(|c: char| c.is_ascii_digit())).then(|| &rest[..len])
 }
 
-/// Converts pest's error. `error` should come from a parse with error detail enabled
-/// (pest's `set_error_detail`), so that it knows the literal tokens it tried.
+/// Converts pest's error: the rules it tried where it stopped are what was expected.
 pub(super) fn from_pest(error: Error<Rule>, text: &str) -> SyntaxError {
-    let pest_offset = match error.location {
+    let offset = match error.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
-    };
-    let attempts = error.parse_attempts();
-    let furthest = attempts
-        .as_ref()
-        .map(|a| a.max_position)
-        .filter(|p| *p >= pest_offset)
-        .unwrap_or(pest_offset)
-        .min(text.len());
-    // A keyword's "not followed by a name character" check reaches into the next word
-    // (`stepp`): pest's furthest attempt is then inside that word, where nothing was
-    // expected. Report at the word's start, with the rules pest tried there.
-    let inside_word = text
-        .get(pest_offset..furthest)
-        .is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    let offset = if inside_word { pest_offset } else { furthest };
+    }
+    .min(text.len());
     let mut expected = BTreeSet::new();
-    if offset == pest_offset {
-        if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
-            for rule in positives {
-                if *rule == Rule::metadata_key || *rule == Rule::metadata {
-                    for key in ["title", "version", "description"] {
-                        expected.insert(Expected::Keyword(key.into()));
-                    }
+    if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
+        for rule in positives {
+            // pest names the whole file when no top-level item starts here.
+            if *rule == Rule::file || *rule == Rule::module {
+                for key in ["runbook", "policy", "import", "agent"] {
+                    expected.insert(Expected::Keyword(key.into()));
                 }
-                expected.extend(expected_rule(*rule));
             }
+            if *rule == Rule::metadata_key || *rule == Rule::metadata {
+                for key in ["title", "version", "description"] {
+                    expected.insert(Expected::Keyword(key.into()));
+                }
+            }
+            expected.extend(expected_rule(*rule));
         }
     }
-    if let (Some(attempts), false) = (&attempts, inside_word) {
-        for stack in attempts.call_stacks() {
-            if let Some(rule) = stack.deepest.get_rule() {
-                expected.extend(expected_rule(*rule));
-            }
-        }
-        expected.extend(
-            attempts
-                .expected_tokens()
-                .iter()
-                .filter_map(|t| expected_token(&t.to_string())),
-        );
-    }
-    // Right after a word, the name and number tokens pest tried were that word's own
-    // continuation characters: nothing new can start there.
+    // Right after a word, nothing new can start without a space.
     let glued = text[..offset]
         .chars()
         .next_back()
@@ -473,9 +428,10 @@ enum Scanned {
 /// pest too, or pest would have stopped there).
 fn scan(text: &str, until: usize, mut report: impl FnMut(Scanned)) {
     let bytes = text.as_bytes();
+    // The token at `until` itself counts: pest stops at the start of a bad string.
     let until = until.min(bytes.len());
     let mut i = 0;
-    while i < until {
+    while i < bytes.len() && i <= until {
         match bytes[i] {
             b'"' if text[i..].starts_with("\"\"\"") => match text[i + 3..].find("\"\"\"") {
                 Some(end) => i += 3 + end + 3,

@@ -13,10 +13,8 @@ struct Grammar;
 
 /// Parses one file's text.
 pub fn parse(text: &str) -> Result<File, SyntaxError> {
-    let mut pairs = Grammar::parse(Rule::file, text).map_err(|e| {
-        let detailed = detailed_error(text).unwrap_or(e);
-        super::error::from_pest(detailed, text)
-    })?;
+    let mut pairs =
+        Grammar::parse(Rule::file, text).map_err(|e| super::error::from_pest(e, text))?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let inner = file
         .into_inner()
@@ -30,7 +28,7 @@ pub fn parse(text: &str) -> Result<File, SyntaxError> {
     }
 }
 
-/// Keyword tokens carry no value; the walk skips them.
+/// Keyword and punctuation tokens carry no value; the walk skips them.
 fn not_keyword(pair: &Pair<Rule>) -> bool {
     !matches!(
         pair.as_rule(),
@@ -69,6 +67,12 @@ fn not_keyword(pair: &Pair<Rule>) -> bool {
             | Rule::k_ask
             | Rule::k_revise
             | Rule::k_approvers
+            | Rule::open_brace
+            | Rule::close_brace
+            | Rule::close_bracket
+            | Rule::comma
+            | Rule::colon
+            | Rule::equals
     )
 }
 
@@ -570,21 +574,6 @@ fn rollback(pair: Pair<Rule>) -> Result<Rollback, SyntaxError> {
         timeout,
         span: s,
     })
-}
-
-/// Parses `text` again with pest's error detail on, so that the error knows which
-/// literal tokens (`{`, `}`, `,`) it tried. Detail is a global switch with a cost on
-/// every parse, so it is only on for this second parse of a text known to be wrong;
-/// the lock keeps concurrent error paths from switching it off under each other.
-fn detailed_error(text: &str) -> Option<pest::error::Error<Rule>> {
-    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = DETAIL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    pest::set_error_detail(true);
-    let result = Grammar::parse(Rule::file, text).err();
-    pest::set_error_detail(false);
-    result
 }
 
 #[cfg(test)]
