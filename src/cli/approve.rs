@@ -1,9 +1,8 @@
 //! `runbook approve RUN CHECKPOINT`: records who decided what, and when.
 
-use super::run::{find_run, load_checked, load_state, records_root};
+use super::run::{load_checked, open_run, OpenRun};
 use super::{EXIT_OK, EXIT_USAGE};
 use crate::record::journal::Journal;
-use crate::record::lock::RunLock;
 use crate::run::event::{now, Decision, Event};
 use crate::run::state::NodeStatus;
 
@@ -40,10 +39,13 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn approve(args: Args) -> Result<(), String> {
-    let root = records_root()?;
-    let dir = find_run(&root, &args.run)?;
-    let _lock = RunLock::acquire(dir.lock_file()).map_err(|e| e.to_string())?;
-    let (state, file, _) = load_state(&dir)?;
+    let OpenRun {
+        dir,
+        lock: _lock,
+        state,
+        file,
+        ..
+    } = open_run(&args.run)?;
     if let Some(status) = &state.finished {
         return Err(format!("run {} already finished ({status})", dir.id()));
     }

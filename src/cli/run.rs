@@ -493,29 +493,14 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// `runbook resume RUN`.
 pub fn resume(args: ResumeArgs) -> i32 {
-    let root = match records_root() {
+    let OpenRun {
+        dir,
+        lock,
+        state,
+        file,
+        started,
+    } = match open_run(&args.run) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let dir = match find_run(&root, &args.run) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let lock = match RunLock::acquire(dir.lock_file()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let (state, file, started) = match load_state(&dir) {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
@@ -620,6 +605,35 @@ fn end_leftovers(dir: &RunDir, state: &RunState) {
         list.join(", ")
     );
     crate::agents::leftover::end_groups(&groups);
+}
+
+/// An existing run, locked by this process, with its state rebuilt from the journal.
+pub struct OpenRun {
+    /// Its directory.
+    pub dir: RunDir,
+    /// Held until dropped: no other process drives the run meanwhile.
+    pub lock: RunLock,
+    /// Its state.
+    pub state: RunState,
+    /// Its runbook file.
+    pub file: PathBuf,
+    /// When it started.
+    pub started: String,
+}
+
+/// Finds the run `wanted` (an id or unique prefix), locks it and reads its journal.
+pub fn open_run(wanted: &str) -> Result<OpenRun, String> {
+    let root = records_root()?;
+    let dir = find_run(&root, wanted)?;
+    let lock = RunLock::acquire(dir.lock_file()).map_err(|e| e.to_string())?;
+    let (state, file, started) = load_state(&dir)?;
+    Ok(OpenRun {
+        dir,
+        lock,
+        state,
+        file,
+        started,
+    })
 }
 
 /// The state of a run, its runbook file and start time, from its journal.
@@ -800,29 +814,14 @@ fn drive(
 
 /// `runbook rollback RUN`.
 pub fn rollback(args: RollbackArgs) -> i32 {
-    let root = match records_root() {
+    let OpenRun {
+        dir,
+        lock: _lock,
+        state,
+        file,
+        ..
+    } = match open_run(&args.run) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let dir = match find_run(&root, &args.run) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let _lock = match RunLock::acquire(dir.lock_file()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let (state, file, _) = match load_state(&dir) {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
