@@ -40,6 +40,13 @@ use super::run_dir::sync_dir;
 /// has the variable set does not crash again unless it crosses `N` itself.
 pub const CRASH_AFTER_EVENTS_ENV: &str = "RUNBOOK_CRASH_AFTER_EVENTS";
 
+/// The shortest time between two commits. On ext4 an fsync also commits the metadata
+/// of every file created since the last one (each step creates several records), so
+/// committing back to back costs more than the steps themselves; letting events gather
+/// for a moment turns a commit per step into a commit per group. Waiters pay at most
+/// this much extra latency, and nothing on a step's path waits (see `run::scheduler`).
+pub const MIN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Errors from writing or reading a journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -473,7 +480,14 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
     };
     // Double buffering: appenders fill `pending` while this one is written.
     let mut batch: Vec<u8> = Vec::new();
+    let mut last_commit: Option<std::time::Instant> = None;
     loop {
+        if let Some(at) = last_commit {
+            let since = at.elapsed();
+            if since < MIN_COMMIT_INTERVAL && !lock(&shared.state).closing {
+                std::thread::sleep(MIN_COMMIT_INTERVAL - since);
+            }
+        }
         let batch_last = {
             let mut st = lock(&shared.state);
             while st.pending.is_empty() && !st.closing {
@@ -512,6 +526,7 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
         batch.clear();
         match result {
             Ok(()) => {
+                last_commit = Some(std::time::Instant::now());
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
                 durable = new_durable;
                 shared.publish(durable, None);
