@@ -350,20 +350,37 @@ fn unterminated(text: &str, offset: usize) -> Option<SyntaxError> {
         }
     });
     let (start, kind) = found?;
-    let (len, message, help) = match kind {
+    // Name the literal by its first words, so the message says which one.
+    let opening = match kind {
+        Unterminated::Plain => 1,
+        Unterminated::Triple => 3,
+        Unterminated::Comment => 2,
+    };
+    let words: String = text[start + opening..]
+        .trim_start()
+        .split('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(30)
+        .collect();
+    let words = words.trim_end();
+    let (message, help) = match kind {
         Unterminated::Plain => (
-            1,
-            "this string is not closed on its line",
+            format!("the string `\"{words}` is not closed on its line"),
             "end it with `\"`; text that spans lines is written \"\"\"…\"\"\"",
         ),
         Unterminated::Triple => (
-            3,
-            "this `\"\"\"` string is never closed",
+            format!("the `\"\"\"` string starting `{words}` is never closed"),
             "end it with `\"\"\"`",
         ),
-        Unterminated::Comment => (2, "this comment is never closed", "end it with `*/`"),
+        Unterminated::Comment => (
+            format!("the comment `/* {words}` is never closed"),
+            "end it with `*/`",
+        ),
     };
-    let mut error = SyntaxError::new(Span::new(start, start + len), message);
+    let mut error = SyntaxError::new(Span::new(start, start + opening), message);
+    error.label = Some("opened here".into());
     error.help = Some(help.into());
     Some(error)
 }
