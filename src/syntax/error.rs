@@ -132,6 +132,10 @@ fn belongs(keyword: &str) -> Option<&'static str> {
             "is declared at the top level of the runbook"
         }
         "step" | "checkpoint" => "goes inside a phase",
+        "timeout" => "is a field of agents, steps, checkpoints and rollback blocks",
+        "runbook" => {
+            "starts a file, and a file holds one runbook: move this one to a file of its own"
+        }
         _ => return None,
     })
 }
@@ -551,6 +555,21 @@ fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
         return Some("durations and numbers are written without quotes: `timeout 30m`".into());
     }
     let word = word_at(text, offset)?;
+    if wants("`true` or `false`") && !keywords.contains(&word) {
+        if matches!(
+            word,
+            "yes" | "no" | "on" | "off" | "True" | "False" | "TRUE" | "FALSE"
+        ) {
+            return Some("a bool is written `true` or `false`".into());
+        }
+    }
+    if wants("a string") && expected.len() == 1 && !KEYWORDS.contains(&word) {
+        let end = offset
+            + text[offset..]
+                .find(|c: char| c.is_whitespace() || c == '}' || c == ']' || c == ',')
+                .unwrap_or(text.len() - offset);
+        return Some(format!("quote it: \"{}\"", &text[offset..end]));
+    }
     let familiar = FAMILIAR_MISTAKES.iter().find(|(wrong, right, context)| {
         *wrong == word
             && !keywords.contains(right)
