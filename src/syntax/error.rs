@@ -289,7 +289,12 @@ fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
         [one] => format!("expected {one}, found {found}"),
         [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
     };
-    let mut error = SyntaxError::new(point(text, offset), message.clone());
+    // Underline the whole word that was found, not just its first letter.
+    let span = match word_at(text, offset) {
+        Some(word) => Span::new(offset, offset + word.len()),
+        None => point(text, offset),
+    };
+    let mut error = SyntaxError::new(span, message.clone());
     error.help = help(text, offset, &expected);
     // A header or field that stops short (`phase build` without its `{`) is missing
     // something at its own end; when what follows is on a later line, that line is the
@@ -555,13 +560,9 @@ fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
         return Some("durations and numbers are written without quotes: `timeout 30m`".into());
     }
     let word = word_at(text, offset)?;
-    if wants("`true` or `false`") && !keywords.contains(&word) {
-        if matches!(
-            word,
-            "yes" | "no" | "on" | "off" | "True" | "False" | "TRUE" | "FALSE"
-        ) {
-            return Some("a bool is written `true` or `false`".into());
-        }
+    let bool_words = ["yes", "no", "on", "off", "True", "False", "TRUE", "FALSE"];
+    if wants("`true` or `false`") && !keywords.contains(&word) && bool_words.contains(&word) {
+        return Some("a bool is written `true` or `false`".into());
     }
     if wants("a string") && expected.len() == 1 && !KEYWORDS.contains(&word) {
         let end = offset
