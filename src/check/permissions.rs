@@ -152,8 +152,16 @@ fn produces(step: &Step, agent: &Agent, out: &mut Vec<Diagnostic>) {
             out.push(
                 Diagnostic::error("E0402", p.location, format!("`{}` is outside the `write` globs of agent `{}`", p.path, agent.name))
                     .with_label("the agent may not write this")
-                    .with_secondary(field_location(agent, write), format!("`{}` may write {allowed:?}", agent.name))
-                    .with_help(format!("add a glob covering `{}` to the agent's `write`, or produce a path inside {allowed:?}", p.path)),
+                    .with_secondary(field_location(agent, write), if allowed.is_empty() {
+                        format!("`{}` may write nothing", agent.name)
+                    } else {
+                        format!("`{}` may write {allowed:?}", agent.name)
+                    })
+                    .with_help(if allowed.is_empty() {
+                        format!("give the agent `write [\"{}\"]`", p.path)
+                    } else {
+                        format!("add a glob covering `{}` to the agent's `write`, or produce a path inside {allowed:?}", p.path)
+                    }),
             );
         }
     }
@@ -189,7 +197,11 @@ fn programs(runbook: &Runbook, step: &Step, agent_id: AgentId, out: &mut Vec<Dia
                     .with_label(format!("{what} runs `{}`", program.word))
                     .with_secondary(
                         field_location(agent, exec),
-                        format!("`{}` may run {allowed:?}", agent.name),
+                        if allowed.is_empty() {
+                            format!("`{}` may run no program", agent.name)
+                        } else {
+                            format!("`{}` may run {allowed:?}", agent.name)
+                        },
                     )
                     .with_help(format!(
                         "add \"{}\" to the agent's `exec`, or run it through an agent that may",

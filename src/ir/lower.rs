@@ -224,12 +224,15 @@ impl<'m> Lowerer<'m> {
     fn duration(&mut self, file: FileId, token: &ast::Token, what: &str) -> Option<DurationValue> {
         match parse_duration(&token.text) {
             Ok(d) if d.duration.is_zero() && what == "timeout" => {
-                self.error(
+                let d = self.error(
                     "E0501",
                     loc(file, token.span),
                     format!("a {what} of `{}` never lets anything run", token.text),
-                )
-                .label = "zero".into();
+                );
+                d.label = "zero".into();
+                d.help = Some(format!(
+                    "write a positive duration such as 30m, or leave out `{what}`"
+                ));
                 None
             }
             Ok(d) => Some(d),

@@ -132,6 +132,10 @@ fn belongs(keyword: &str) -> Option<&'static str> {
             "is declared at the top level of the runbook"
         }
         "step" | "checkpoint" => "goes inside a phase",
+        "timeout" => "is a field of agents, steps, checkpoints and rollback blocks",
+        "runbook" => {
+            "starts a file, and a file holds one runbook: move this one to a file of its own"
+        }
         _ => return None,
     })
 }
@@ -285,7 +289,12 @@ fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
         [one] => format!("expected {one}, found {found}"),
         [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
     };
-    let mut error = SyntaxError::new(point(text, offset), message.clone());
+    // Underline the whole word that was found, not just its first letter.
+    let span = match word_at(text, offset) {
+        Some(word) => Span::new(offset, offset + word.len()),
+        None => point(text, offset),
+    };
+    let mut error = SyntaxError::new(span, message.clone());
     error.help = help(text, offset, &expected);
     // A header or field that stops short (`phase build` without its `{`) is missing
     // something at its own end; when what follows is on a later line, that line is the
@@ -350,20 +359,37 @@ fn unterminated(text: &str, offset: usize) -> Option<SyntaxError> {
         }
     });
     let (start, kind) = found?;
-    let (len, message, help) = match kind {
+    // Name the literal by its first words, so the message says which one.
+    let opening = match kind {
+        Unterminated::Plain => 1,
+        Unterminated::Triple => 3,
+        Unterminated::Comment => 2,
+    };
+    let words: String = text[start + opening..]
+        .trim_start()
+        .split('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(30)
+        .collect();
+    let words = words.trim_end();
+    let (message, help) = match kind {
         Unterminated::Plain => (
-            1,
-            "this string is not closed on its line",
+            format!("the string `\"{words}` is not closed on its line"),
             "end it with `\"`; text that spans lines is written \"\"\"…\"\"\"",
         ),
         Unterminated::Triple => (
-            3,
-            "this `\"\"\"` string is never closed",
+            format!("the `\"\"\"` string starting `{words}` is never closed"),
             "end it with `\"\"\"`",
         ),
-        Unterminated::Comment => (2, "this comment is never closed", "end it with `*/`"),
+        Unterminated::Comment => (
+            format!("the comment `/* {words}` is never closed"),
+            "end it with `*/`",
+        ),
     };
-    let mut error = SyntaxError::new(Span::new(start, start + len), message);
+    let mut error = SyntaxError::new(Span::new(start, start + opening), message);
+    error.label = Some("opened here".into());
     error.help = Some(help.into());
     Some(error)
 }
@@ -534,6 +560,17 @@ fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
         return Some("durations and numbers are written without quotes: `timeout 30m`".into());
     }
     let word = word_at(text, offset)?;
+    let bool_words = ["yes", "no", "on", "off", "True", "False", "TRUE", "FALSE"];
+    if wants("`true` or `false`") && !keywords.contains(&word) && bool_words.contains(&word) {
+        return Some("a bool is written `true` or `false`".into());
+    }
+    if wants("a string") && expected.len() == 1 && !KEYWORDS.contains(&word) {
+        let end = offset
+            + text[offset..]
+                .find(|c: char| c.is_whitespace() || c == '}' || c == ']' || c == ',')
+                .unwrap_or(text.len() - offset);
+        return Some(format!("quote it: \"{}\"", &text[offset..end]));
+    }
     let familiar = FAMILIAR_MISTAKES.iter().find(|(wrong, right, context)| {
         *wrong == word
             && !keywords.contains(right)

@@ -101,15 +101,10 @@ fn ident(pair: Pair<Rule>) -> Ident {
     }
 }
 
+/// A string literal's value. (Fallible like the other walkers, though every string the
+/// grammar accepts has a value.)
 fn str_lit(pair: Pair<Rule>) -> Result<Str, SyntaxError> {
-    string::parse(pair.as_str(), pair.as_span().start()).map_err(|e| {
-        let mut error = SyntaxError::new(e.span, e.message);
-        error.help = Some(
-            "the escapes are \\\" \\\\ \\n \\t \\r \\0; use \"\"\"…\"\"\" for text with backslashes"
-                .into(),
-        );
-        error
-    })
+    Ok(string::parse(pair.as_str(), pair.as_span().start()))
 }
 
 fn token(pair: Pair<Rule>) -> Token {

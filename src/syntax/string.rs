@@ -1,32 +1,27 @@
 //! String literals: escape processing for `"…"` and indentation stripping for
 //! `"""…"""`, keeping a map from the value back to the source.
+//!
+//! `"…"` knows the escapes `\"`, `\\`, `\n`, `\t`, `\r` and `\0`. Any other backslash is
+//! kept as written, so that a regular expression or a shell escape in a command
+//! (`sh "grep -E '\d+' log"`, `sh "echo \$HOME"`) means what it says.
 
 use super::ast::{OffsetMap, Str};
 use super::source::Span;
 
-/// A malformed string literal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StringError {
-    /// Where the bad escape is.
-    pub span: Span,
-    /// What is wrong.
-    pub message: String,
-}
-
 /// Processes the text of a literal (quotes included) found at `start` in the source.
-pub fn parse(text: &str, start: usize) -> Result<Str, StringError> {
+pub fn parse(text: &str, start: usize) -> Str {
     let span = Span::new(start, start + text.len());
     if let Some(inner) = text
         .strip_prefix("\"\"\"")
         .and_then(|t| t.strip_suffix("\"\"\""))
     {
         let (value, offsets) = dedent(inner, start + 3);
-        return Ok(Str {
+        return Str {
             value,
             span,
             triple: true,
             offsets,
-        });
+        };
     }
     let inner = &text[1..text.len() - 1];
     let base = start + 1;
@@ -41,6 +36,7 @@ pub fn parse(text: &str, start: usize) -> Result<Str, StringError> {
             continue;
         }
         let Some((_, escaped)) = chars.next() else {
+            value.push('\\');
             break;
         };
         let replacement = match escaped {
@@ -51,10 +47,11 @@ pub fn parse(text: &str, start: usize) -> Result<Str, StringError> {
             '"' => '"',
             '0' => '\0',
             other => {
-                return Err(StringError {
-                    span: Span::new(base + i, base + i + 1 + other.len_utf8()),
-                    message: format!("unknown escape `\\{other}`"),
-                })
+                // Kept as written: value and source advance together, so the offset
+                // map needs no new segment.
+                value.push('\\');
+                value.push(other);
+                continue;
             }
         };
         value.push(replacement);
@@ -62,12 +59,12 @@ pub fn parse(text: &str, start: usize) -> Result<Str, StringError> {
             .segments
             .push((value.len() as u32, (base + i + 2) as u32));
     }
-    Ok(Str {
+    Str {
         value,
         span,
         triple: false,
         offsets,
-    })
+    }
 }
 
 /// Strips the first line if blank, the last line if blank, and the indentation the
@@ -113,22 +110,28 @@ mod tests {
 
     #[test]
     fn plain_escapes() {
-        let s = parse(r#""a\"b\nc""#, 10).unwrap();
+        let s = parse(r#""a\"b\nc""#, 10);
         assert_eq!(s.value, "a\"b\nc");
         assert_eq!(s.offsets.to_source(0), 11);
         assert_eq!(s.offsets.to_source(4), 17);
     }
 
     #[test]
-    fn bad_escape() {
-        let err = parse(r#""a\qb""#, 0).unwrap_err();
-        assert_eq!(err.span, Span::new(2, 4));
+    fn unknown_escapes_are_kept() {
+        let s = parse(r#""grep '\d+' \$HOME""#, 0);
+        assert_eq!(s.value, r"grep '\d+' \$HOME");
+        // The map stays linear through a kept escape.
+        let at = s.value.find("HOME").unwrap();
+        assert_eq!(
+            s.offsets.to_source(at) as usize,
+            r#""grep '\d+' \$HOME""#.find("HOME").unwrap()
+        );
     }
 
     #[test]
     fn triple_dedents_and_maps_lines() {
         let text = "\"\"\"\n    first\n      second\n    \"\"\"";
-        let s = parse(text, 0).unwrap();
+        let s = parse(text, 0);
         assert_eq!(s.value, "first\n  second");
         // `second` starts at line 2 of the value; it maps to its column in the source.
         let at = s.value.find("second").unwrap();
@@ -138,7 +141,7 @@ mod tests {
 
     #[test]
     fn triple_on_one_line() {
-        let s = parse("\"\"\"hello\"\"\"", 0).unwrap();
+        let s = parse("\"\"\"hello\"\"\"", 0);
         assert_eq!(s.value, "hello");
     }
 }
