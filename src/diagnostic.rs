@@ -122,6 +122,34 @@ pub fn sort(diagnostics: &mut [Diagnostic]) {
     });
 }
 
+/// The candidate closest to `wanted` by edit distance, if it is close enough to be a typo.
+pub fn closest<'a>(wanted: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|k| (distance(wanted, k), *k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(wanted.len() / 3) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance.
+pub fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Renders diagnostics for people, with miette's graphical handler.
 pub mod render {
     use super::*;

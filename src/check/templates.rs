@@ -2,7 +2,7 @@
 //! must compile, and may only read names that exist when it renders: declared params,
 //! and `steps.X` of steps guaranteed to finish first.
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{closest, Diagnostic};
 use crate::ir::{NodeId, NodeKind, Runbook, Template};
 use crate::syntax::source::SourceMap;
 use std::collections::HashSet;
@@ -338,30 +338,4 @@ fn find_reference(text: &str, path: &str) -> Option<usize> {
         from = at + path.len();
     }
     None
-}
-
-fn closest<'a>(wanted: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim(wanted, k), *k))
-        .filter(|(d, k)| *d <= 2.max(wanted.len() / 3) && *d < k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }

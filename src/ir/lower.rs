@@ -86,28 +86,8 @@ fn loc(file: FileId, span: Span) -> Location {
 
 /// Names close to `wanted`, for "did you mean" help.
 fn suggest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
-    known
-        .map(|k| (distance(wanted, k), k))
-        .filter(|(d, k)| *d <= 2.max(wanted.len() / 3) && *d < k.len().max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.to_string())
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    let known: Vec<&str> = known.collect();
+    crate::diagnostic::closest(wanted, &known).map(str::to_string)
 }
 
 fn known_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
@@ -336,6 +316,25 @@ impl<'m> Lowerer<'m> {
             }
         }
         out
+    }
+
+    /// `network on|off|[hosts]` as a value.
+    fn network(&mut self, file: FileId, value: &ast::Network) -> Network {
+        match value {
+            ast::Network::Mode(on, _) => {
+                if *on {
+                    Network::On
+                } else {
+                    Network::Off
+                }
+            }
+            ast::Network::Hosts(list) => Network::Hosts(
+                self.strings(file, list, "host")
+                    .into_iter()
+                    .map(|(h, _)| h)
+                    .collect(),
+            ),
+        }
     }
 
     fn template(&mut self, file: FileId, s: &ast::Str) -> Template {
@@ -595,21 +594,7 @@ impl<'m> Lowerer<'m> {
                     env = Some((names.into_iter().map(|(n, _)| n).collect::<Vec<_>>(), key));
                 }
                 ast::AgentField::Network(f) => {
-                    let value = match &f.value {
-                        ast::Network::Mode(on, _) => {
-                            if *on {
-                                Network::On
-                            } else {
-                                Network::Off
-                            }
-                        }
-                        ast::Network::Hosts(list) => Network::Hosts(
-                            self.strings(file, list, "host")
-                                .into_iter()
-                                .map(|(h, _)| h)
-                                .collect(),
-                        ),
-                    };
+                    let value = self.network(file, &f.value);
                     network = Some((value, key));
                 }
                 ast::AgentField::Timeout(f) => timeout = self.duration(file, &f.value, "timeout"),
@@ -950,21 +935,7 @@ impl<'m> Lowerer<'m> {
                     ))
                 }
                 ast::AgentField::Network(f) => {
-                    let v = match &f.value {
-                        ast::Network::Mode(on, _) => {
-                            if *on {
-                                Network::On
-                            } else {
-                                Network::Off
-                            }
-                        }
-                        ast::Network::Hosts(l) => Network::Hosts(
-                            self.strings(file, l, "host")
-                                .into_iter()
-                                .map(|(h, _)| h)
-                                .collect(),
-                        ),
-                    };
+                    let v = self.network(file, &f.value);
                     out.network = Some((v, key));
                 }
                 other => {
