@@ -166,6 +166,7 @@ fn a_failing_until_check_retries_with_its_output_as_feedback() {
     let run = t.only_run();
     assert_eq!(run.attempts("fix"), [1, 2]);
     for attempt in [1, 2] {
+        // Both streams printed something, so both logs exist (a silent stream leaves none).
         for file in ["prompt.md", "stdout.log", "stderr.log", "result.json"] {
             assert!(
                 run.attempt_dir("fix", attempt).join(file).is_file(),
@@ -210,6 +211,37 @@ fn a_failing_until_check_retries_with_its_output_as_feedback() {
     assert_eq!(finished.len(), 2);
     assert_eq!(finished[0]["retry"], true);
     assert_eq!(finished[1]["ok"], true);
+}
+
+#[test]
+fn a_silent_stream_leaves_no_log_and_a_multi_line_step_keeps_its_order() {
+    let t = Test::new().runbook(
+        r#"
+runbook quiet {
+  phase only {
+    step silent { sh "true" }
+    step lines { sh ["echo one", "true", "echo two >&2", "echo three"] }
+  }
+}
+"#,
+    );
+    t.run().code(0);
+    let run = t.only_run();
+    let silent = run.attempt_dir("silent", 1);
+    assert!(silent.join("prompt.md").is_file() && silent.join("result.json").is_file());
+    assert!(!silent.join("stdout.log").exists() && !silent.join("stderr.log").exists());
+    assert_eq!(run.attempt_file("lines", 1, "stdout.log"), "one\nthree\n");
+    assert_eq!(run.attempt_file("lines", 1, "stderr.log"), "two\n");
+    // The per-line pieces are folded into the two logs and removed.
+    let mut names: Vec<String> = std::fs::read_dir(run.attempt_dir("lines", 1))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["prompt.md", "result.json", "stderr.log", "stdout.log"]
+    );
 }
 
 #[test]

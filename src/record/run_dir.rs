@@ -7,7 +7,7 @@
 //!   events.jsonl                  the append-only journal
 //!   lock                          flock'd by the driving process
 //!   spec/<sha256>-<basename>      exact sources, content-addressed
-//!   steps/<step>/<attempt>/       prompt.md, stdout.log, stderr.log, result.json
+//!   steps/<step>/<attempt>/       prompt.md, stdout.log, stderr.log (only when not empty), result.json
 //! ```
 
 use std::ffi::OsStr;

@@ -503,8 +503,14 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Appends `from` to `into` and removes it; an absent `from` (the line printed nothing)
+/// adds nothing and creates nothing.
 fn append_file(into: &std::path::Path, from: &std::path::Path) -> std::io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
+    let mut src = match std::fs::File::open(from) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let mut dst = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
