@@ -157,8 +157,7 @@ impl Workspace {
         &self,
         tree: &super::StepTree,
     ) -> Result<(Repository, super::snapshot::Snapshot), WorkspaceError> {
-        let worktree = Repository::open(&tree.path)
-            .context(|| format!("opening the step worktree {}", tree.path.display()))?;
+        let worktree = self.open_step_repo(tree)?;
         let base = commit_tree(&worktree, tree.base)?;
         let snapshot = super::snapshot::snapshot(&worktree, &tree.path, &base)?;
         drop(base);

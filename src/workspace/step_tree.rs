@@ -63,8 +63,14 @@ impl Workspace {
 
     /// Resets a step tree's files to `base` (drops everything an attempt did, incl. untracked files; keeps ignored ones out of the way is fine).
     pub fn reset_step_tree(&self, tree: &StepTree) -> Result<(), WorkspaceError> {
-        let worktree = Repository::open(&tree.path)
-            .context(|| format!("opening the worktree {}", tree.path.display()))?;
+        let name = names::step_worktree_name(&self.run_id, &tree.step);
+        if !worktree_is_usable(&self.repo()?, &name, &tree.path) {
+            // The attempt broke the worktree itself (removed its `.git`, …): start afresh.
+            self.remove_step_tree(&tree.step)?;
+            self.step_tree(&tree.step, tree.base)?;
+            return Ok(());
+        }
+        let worktree = self.open_step_repo(tree)?;
         worktree
             .set_head_detached(tree.base)
             .context(|| format!("detaching {} at {}", tree.path.display(), tree.base))?;
@@ -132,6 +138,35 @@ impl Workspace {
             delete_reference(&repo, &name)?;
         }
         Ok(())
+    }
+
+    /// Opens a step worktree through git's admin entry rather than the `.git` link file in
+    /// it, which the agent could have rewritten to point at another repository.
+    pub(crate) fn open_step_repo(&self, tree: &StepTree) -> Result<Repository, WorkspaceError> {
+        let repo = self.repo()?;
+        let name = names::step_worktree_name(&self.run_id, &tree.step);
+        // `open_from_worktree` goes through the link file; the admin dir does not.
+        let admin = super::guard::common_dir(&repo)?
+            .join("worktrees")
+            .join(&name);
+        let what = || {
+            format!(
+                "opening the worktree {} of step {} (create it with step_tree first)",
+                tree.path.display(),
+                tree.step
+            )
+        };
+        let worktree = Repository::open(&admin).context(what)?;
+        if !worktree
+            .workdir()
+            .is_some_and(|dir| same_path(dir, &tree.path))
+        {
+            return Err(git2::Error::from_str(
+                "git's entry points at another directory",
+            ))
+            .context(what);
+        }
+        Ok(worktree)
     }
 
     fn step_tree_path(&self, step: &str) -> PathBuf {

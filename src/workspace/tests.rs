@@ -169,6 +169,12 @@ fn git_cli() -> bool {
 // ---------------------------------------------------------------- create / open
 
 #[test]
+fn a_workspace_is_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Workspace>();
+}
+
+#[test]
 fn discover_finds_the_root_and_nothing_outside_git() {
     let f = fixture(&[("src/a.rs", "a\n")]);
     let found = Workspace::discover(&f.root.join("src")).unwrap().unwrap();
@@ -302,6 +308,14 @@ fn reset_step_tree_drops_everything_an_attempt_did() {
     assert_eq!(read(&tree.path, "a"), "a\n");
     assert_eq!(read(&tree.path, "dir/b"), "b\n");
     assert!(!tree.path.join("staged").exists());
+
+    // An agent that removed the worktree's `.git` link gets a fresh worktree.
+    write(&tree.path, "a", "edited again\n");
+    fs::remove_file(tree.path.join(".git")).unwrap();
+    assert!(kinds(&ws.changes(&tree).unwrap()).contains(&(".git".into(), ChangeKind::Added)));
+    ws.reset_step_tree(&tree).unwrap();
+    assert_eq!(ws.changes(&tree).unwrap(), vec![]);
+    assert_eq!(read(&tree.path, "a"), "a\n");
 }
 
 // ---------------------------------------------------------------- changes
@@ -867,4 +881,85 @@ fn fast_forward_user_refuses_when_unsafe() {
     let why = fast_forward_user(&f.root, to).unwrap().unwrap_err();
     assert!(why.contains("merge instead"), "{why}");
     assert_eq!(repo.head().unwrap().target(), Some(user));
+}
+
+// ---------------------------------------------------------------- git's own view
+
+#[test]
+fn git_sees_step_trees_as_clean_worktrees() {
+    if !git_cli() {
+        return;
+    }
+    let f = fixture(&[("a", "a\n"), ("dir/b", "b\n")]);
+    let ws = workspace(&f);
+    let tree = ws.step_tree("s", ws.base()).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(git(&tree.path, &["status", "--porcelain"]), "");
+    let list = git(&f.root, &["worktree", "list", "--porcelain"]);
+    assert!(list.contains("detached"), "{list}");
+    assert!(
+        list.contains("branch refs/heads/runbook/my-book/RUN1"),
+        "{list}"
+    );
+    write(&tree.path, "a", "edited\n");
+    assert_eq!(git(&tree.path, &["status", "--porcelain"]), " M a\n");
+    ws.remove_all().unwrap();
+    let list = git(&f.root, &["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+}
+
+// ---------------------------------------------------------------- cost
+
+/// `cargo test --lib workspace::tests::cost -- --ignored --nocapture`: the cost of one
+/// step's git work (worktree, commit, merge) for a one-file change in a 1,000-file repo.
+#[test]
+#[ignore]
+fn cost_of_a_one_file_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let repo = Repository::init(&root).unwrap();
+    for i in 0..1000 {
+        let text = format!("// file {i}\n{}", "let x = 1;\n".repeat(80));
+        write(&root, &format!("src/m{}/f{i}.rs", i % 50), &text);
+    }
+    commit_all(&repo, "initial");
+    let ws = Workspace::create(&root, &dir.path().join("run"), "bench", "RUN1").unwrap();
+    let ms = |start: std::time::Instant| start.elapsed().as_secs_f64() * 1000.0;
+    let mut rows = Vec::new();
+    for i in 0..5 {
+        let step = format!("step{i}");
+        let start = std::time::Instant::now();
+        let tree = ws.step_tree(&step, ws.base()).unwrap();
+        let t_tree = ms(start);
+        write(&tree.path, &format!("src/m{i}/f{i}.rs"), "changed\n");
+        let start = std::time::Instant::now();
+        let changes = ws.changes(&tree).unwrap();
+        let t_changes = ms(start);
+        assert_eq!(changes.len(), 1);
+        let start = std::time::Instant::now();
+        let commit = step_commit(&ws, &tree);
+        let t_commit = ms(start);
+        let start = std::time::Instant::now();
+        ws.merge(commit, "m").unwrap();
+        let t_merge = ms(start);
+        let start = std::time::Instant::now();
+        ws.remove_step_tree(&step).unwrap();
+        let t_remove = ms(start);
+        rows.push([t_tree, t_changes, t_commit, t_merge, t_remove]);
+    }
+    eprintln!("step_tree  changes  commit_step  merge  remove_step_tree   (ms)");
+    for row in rows {
+        eprintln!(
+            "{:9.1}  {:7.1}  {:11.1}  {:5.1}  {:16.1}",
+            row[0], row[1], row[2], row[3], row[4]
+        );
+    }
 }
