@@ -15,3 +15,4 @@ pub mod record;
 pub mod run;
 pub mod stdlib;
 pub mod syntax;
+pub mod workspace;

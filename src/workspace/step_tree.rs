@@ -1,0 +1,234 @@
+//! Step worktrees: creating one per step at its base, resetting it between attempts and
+//! removing it.
+
+use super::error::{GitContext, IoContext};
+use super::{names, Workspace, WorkspaceError};
+use git2::{Oid, Repository, WorktreePruneOptions};
+use std::path::{Path, PathBuf};
+
+/// A step's git worktree and the commit its changes are measured against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTree {
+    /// The step's name as the runbook spells it.
+    pub step: String,
+    /// The worktree's directory, `<run_dir>/worktrees/<step>`.
+    pub path: PathBuf,
+    /// The commit the step started from.
+    pub base: Oid,
+}
+
+impl Workspace {
+    /// Creates (or, if it exists, reuses as-is — resume/retries continue from its files) the step's worktree at `base`.
+    pub fn step_tree(&self, step: &str, base: Oid) -> Result<StepTree, WorkspaceError> {
+        let repo = self.repo()?;
+        let name = names::step_worktree_name(&self.run_id, step);
+        let path = self.step_tree_path(step);
+        let tree = StepTree {
+            step: step.to_string(),
+            path: path.clone(),
+            base,
+        };
+        if worktree_is_usable(&repo, &name, &path) {
+            return Ok(tree);
+        }
+        discard_worktree(&repo, &name, &path)?;
+        repo.find_commit(base)
+            .context(|| format!("creating the worktree of step {step}: no commit {base}"))?;
+        let parent = self.run_dir.join("worktrees");
+        std::fs::create_dir_all(&parent).io_context("creating", &parent)?;
+
+        // libgit2 checks a worktree out on a branch; a temporary one, dropped once the
+        // worktree's HEAD is detached, leaves no branch behind.
+        let temporary = names::temporary_branch(&self.run_id, step);
+        let reference = repo
+            .reference(&temporary, base, true, "runbook: step worktree")
+            .context(|| format!("creating the temporary branch {temporary}"))?;
+        let mut options = git2::WorktreeAddOptions::new();
+        options.reference(Some(&reference));
+        let added = repo
+            .worktree(&name, &path, Some(&options))
+            .context(|| format!("creating the worktree {} for step {step}", path.display()));
+        let detached = added.and_then(|_| {
+            let worktree = Repository::open(&path)
+                .context(|| format!("opening the worktree {}", path.display()))?;
+            worktree
+                .set_head_detached(base)
+                .context(|| format!("detaching {} at {base}", path.display()))
+        });
+        let deleted = delete_reference(&repo, &temporary);
+        detached?;
+        deleted?;
+        Ok(tree)
+    }
+
+    /// Resets a step tree's files to `base` (drops everything an attempt did, incl. untracked files; keeps ignored ones out of the way is fine).
+    pub fn reset_step_tree(&self, tree: &StepTree) -> Result<(), WorkspaceError> {
+        let name = names::step_worktree_name(&self.run_id, &tree.step);
+        if !worktree_is_usable(&self.repo()?, &name, &tree.path) {
+            // The attempt broke the worktree itself (removed its `.git`, …): start afresh.
+            self.remove_step_tree(&tree.step)?;
+            self.step_tree(&tree.step, tree.base)?;
+            return Ok(());
+        }
+        let worktree = self.open_step_repo(tree)?;
+        worktree
+            .set_head_detached(tree.base)
+            .context(|| format!("detaching {} at {}", tree.path.display(), tree.base))?;
+        let base = worktree
+            .find_object(tree.base, None)
+            .context(|| format!("looking up commit {}", tree.base))?;
+        checkout_exactly(&worktree, &base, &tree.path)?;
+        // libgit2 trusts the index's stat cache; an agent that ran `git add` and then edited
+        // the file within the same second can slip past it. Re-check from the files.
+        let left = self.changes(tree)?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        for change in &left {
+            let file = tree.path.join(&change.path);
+            if std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&file).io_context("removing", &file)?;
+            } else if std::fs::symlink_metadata(&file).is_ok() {
+                std::fs::remove_file(&file).io_context("removing", &file)?;
+            }
+        }
+        checkout_exactly(&worktree, &base, &tree.path)
+    }
+
+    /// Removes a step's worktree (directory + git's admin entry).
+    pub fn remove_step_tree(&self, step: &str) -> Result<(), WorkspaceError> {
+        let repo = self.repo()?;
+        let name = names::step_worktree_name(&self.run_id, step);
+        discard_worktree(&repo, &name, &self.step_tree_path(step))?;
+        delete_reference(&repo, &names::temporary_branch(&self.run_id, step))
+    }
+
+    /// Removes every worktree of this run (run worktree too) and prunes git's admin entries; the branch stays.
+    pub fn remove_all(&self) -> Result<(), WorkspaceError> {
+        let repo = self.repo()?;
+        let run_name = names::run_worktree_name(&self.run_id);
+        let step_prefix = names::step_worktree_prefix(&self.run_id);
+        let listed = repo
+            .worktrees()
+            .context(|| format!("listing the worktrees of {}", self.repo_root.display()))?;
+        for name in listed.iter().flatten() {
+            if name != run_name && !name.starts_with(&step_prefix) {
+                continue;
+            }
+            let path = match repo.find_worktree(name) {
+                Ok(worktree) => worktree.path().to_path_buf(),
+                Err(_) => continue,
+            };
+            discard_worktree(&repo, name, &path)?;
+        }
+        // Directories whose admin entry was already gone.
+        discard_worktree(&repo, &run_name, &self.run_worktree)?;
+        let steps = self.run_dir.join("worktrees");
+        if steps.exists() {
+            std::fs::remove_dir_all(&steps).io_context("removing", &steps)?;
+        }
+        let temporaries = format!("refs/heads/runbook-wt/{}/*", self.run_id);
+        let leftover: Vec<String> = repo
+            .references_glob(&temporaries)
+            .context(|| format!("listing {temporaries}"))?
+            .names()
+            .filter_map(|name| name.ok().map(str::to_string))
+            .collect();
+        for name in leftover {
+            delete_reference(&repo, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a step worktree through git's admin entry rather than the `.git` link file in
+    /// it, which the agent could have rewritten to point at another repository.
+    pub(crate) fn open_step_repo(&self, tree: &StepTree) -> Result<Repository, WorkspaceError> {
+        let repo = self.repo()?;
+        let name = names::step_worktree_name(&self.run_id, &tree.step);
+        // `open_from_worktree` goes through the link file; the admin dir does not.
+        let admin = super::guard::common_dir(&repo)?
+            .join("worktrees")
+            .join(&name);
+        let what = || {
+            format!(
+                "opening the worktree {} of step {} (create it with step_tree first)",
+                tree.path.display(),
+                tree.step
+            )
+        };
+        let worktree = Repository::open(&admin).context(what)?;
+        if !worktree
+            .workdir()
+            .is_some_and(|dir| same_path(dir, &tree.path))
+        {
+            return Err(git2::Error::from_str(
+                "git's entry points at another directory",
+            ))
+            .context(what);
+        }
+        Ok(worktree)
+    }
+
+    fn step_tree_path(&self, step: &str) -> PathBuf {
+        self.run_dir.join("worktrees").join(names::slug(step))
+    }
+}
+
+/// Checks `target` out over everything in the worktree, untracked files included.
+fn checkout_exactly(
+    worktree: &Repository,
+    target: &git2::Object<'_>,
+    path: &Path,
+) -> Result<(), WorkspaceError> {
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.force().remove_untracked(true);
+    worktree
+        .checkout_tree(target, Some(&mut checkout))
+        .context(|| format!("checking {} out in {}", target.id(), path.display()))
+}
+
+/// Whether git knows worktree `name` at `path` and its directory is intact.
+pub(crate) fn worktree_is_usable(repo: &Repository, name: &str, path: &Path) -> bool {
+    let Ok(worktree) = repo.find_worktree(name) else {
+        return false;
+    };
+    if worktree.validate().is_err() || !path.join(".git").is_file() {
+        return false;
+    }
+    same_path(worktree.path(), path)
+}
+
+/// Removes worktree `name`'s directory at `path` and git's admin entry, whichever exist.
+pub(crate) fn discard_worktree(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+) -> Result<(), WorkspaceError> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_dir_all(path).io_context("removing worktree", path)?;
+    }
+    let Ok(worktree) = repo.find_worktree(name) else {
+        return Ok(());
+    };
+    let mut prune = WorktreePruneOptions::new();
+    prune.valid(true).locked(true);
+    worktree
+        .prune(Some(&mut prune))
+        .context(|| format!("pruning git's entry for worktree {name}"))
+}
+
+/// Deletes a reference if it exists.
+fn delete_reference(repo: &Repository, name: &str) -> Result<(), WorkspaceError> {
+    match repo.find_reference(name) {
+        Ok(mut reference) => reference
+            .delete()
+            .context(|| format!("deleting reference {name}")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Compares paths after resolving symlinks (temporary directories often sit behind one).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canonical(a) == canonical(b)
+}
