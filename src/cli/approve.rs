@@ -20,11 +20,24 @@ pub struct Args {
     #[arg(long, value_name = "COMMENT", conflicts_with = "skip")]
     revise: Option<String>,
     /// Escalated steps only: skip the failed step and go on.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "take")]
     skip: bool,
+    /// Merge conflicts only: resolve the conflicting paths with the run branch's side
+    /// (`ours`) or the step's (`theirs`).
+    #[arg(long, value_name = "SIDE", conflicts_with_all = ["reject", "revise"])]
+    take: Option<TakeSide>,
     /// Who decides (default: $RUNBOOK_USER or $USER).
     #[arg(long = "as", value_name = "NAME")]
     identity: Option<String>,
+}
+
+/// The side `--take` names.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum TakeSide {
+    /// The run branch: what was merged before the conflicting step.
+    Ours,
+    /// The conflicting step's commit.
+    Theirs,
 }
 
 /// Runs the subcommand.
@@ -121,7 +134,25 @@ fn approve(args: Args) -> Result<(), String> {
             return Err("--skip decides escalated steps, not checkpoints".into());
         }
     }
-    let decision = if args.reject {
+    let conflict = state.conflicts.get(&args.checkpoint);
+    if args.take.is_some() && conflict.is_none() {
+        return Err(format!(
+            "--take decides merge conflicts, and `{}` did not conflict",
+            args.checkpoint
+        ));
+    }
+    if args.skip && conflict.is_some() {
+        return Err(format!(
+            "`{}` conflicts with the run branch: decide with --take ours|theirs, --revise, --reject, or no flag to re-run it on top of the run branch",
+            args.checkpoint
+        ));
+    }
+    let decision = if let Some(side) = args.take {
+        match side {
+            TakeSide::Ours => Decision::Ours,
+            TakeSide::Theirs => Decision::Theirs,
+        }
+    } else if args.reject {
         Decision::Reject
     } else if args.revise.is_some() {
         Decision::Revise
@@ -164,5 +195,7 @@ fn decision_word(decision: Decision) -> &'static str {
         Decision::Reject => "rejected",
         Decision::Revise => "asked to revise",
         Decision::Skip => "skipped",
+        Decision::Ours => "kept the run branch's side of",
+        Decision::Theirs => "took the step's side of",
     }
 }

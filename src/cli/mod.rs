@@ -5,6 +5,7 @@ mod approve;
 mod check;
 mod dry_run;
 mod fmt;
+mod gc;
 mod plan;
 mod run;
 mod runs;
@@ -44,8 +45,10 @@ enum Command {
     Rollback(run::RollbackArgs),
     /// List runs.
     Runs,
-    /// Show a run's audit trail.
+    /// Show a run's audit trail (--changes: who changed which file, and why).
     Show(runs::ShowArgs),
+    /// Remove the git worktrees of finished runs (records and branches stay).
+    Gc(gc::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -68,6 +71,7 @@ pub fn main() -> i32 {
         Command::Rollback(args) => run::rollback(args),
         Command::Runs => runs::list(),
         Command::Show(args) => runs::show(args),
+        Command::Gc(args) => gc::run(args),
     }
 }
 

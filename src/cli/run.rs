@@ -44,6 +44,10 @@ pub struct DriveArgs {
     /// Who decides at the terminal (default: $RUNBOOK_USER or $USER).
     #[arg(long = "as", value_name = "NAME")]
     identity: Option<String>,
+    /// When the run succeeds, fast-forward the current branch to the run branch (only
+    /// when that is safe: no local changes, and the branch has not moved on).
+    #[arg(long)]
+    merge: bool,
 }
 
 /// Arguments of `runbook run`.
@@ -60,8 +64,8 @@ pub struct RunArgs {
     /// Print what would run, in order, with rendered prompts; run nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Work in the current working tree (explicit; silences the warning that says so).
-    #[arg(long)]
+    /// Work in the current working tree instead of git worktrees on a run branch.
+    #[arg(long, conflicts_with = "merge")]
     in_place: bool,
     #[command(flatten)]
     drive: DriveArgs,
@@ -275,6 +279,7 @@ fn options(args: &DriveArgs) -> Options {
         verbose: args.verbose,
         identity: identity(args),
         live: std::io::stderr().is_terminal(),
+        merge: args.merge,
     }
 }
 
@@ -390,9 +395,26 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let workdir = root.clone();
-    if !args.in_place {
-        eprintln!("note: steps run in the working tree {} (git worktrees come later; pass --in-place to say so explicitly)", workdir.display());
+    let repo = if args.in_place {
+        None
+    } else {
+        match crate::workspace::Workspace::discover(&root) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    if repo.is_none() && !args.in_place {
+        eprintln!(
+            "note: {} is not in a git repository: steps run in it directly, without worktrees, commits or write checks",
+            root.display()
+        );
+        if args.drive.merge {
+            eprintln!("error: --merge needs a git repository");
+            return EXIT_USAGE;
+        }
     }
     let dir = match RunDir::create(&root, RunId::generate()) {
         Ok(d) => d,
@@ -411,6 +433,30 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let workspace = match &repo {
+        None => None,
+        Some(repo_root) => match crate::workspace::Workspace::create(
+            repo_root,
+            dir.path(),
+            &runbook.name,
+            dir.id().as_str(),
+        ) {
+            Ok(ws) => Some(Arc::new(ws)),
+            Err(e) => {
+                // Nothing ran and nothing was recorded: leave no half-made run behind.
+                drop(lock);
+                let _ = std::fs::remove_dir_all(dir.path());
+                eprintln!(
+                    "error: cannot set up the run's git workspace: {e}
+  (or pass --in-place to run in the working tree)"
+                );
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let workdir = workspace
+        .as_ref()
+        .map_or_else(|| root.clone(), |ws| ws.run_worktree().to_path_buf());
     let spec = spec_files(&checked, &map);
     for s in &checked.runbook().sources {
         let f = map.get(s.file);
@@ -440,7 +486,10 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let head = git_head(&workdir);
+    let head = match &workspace {
+        Some(ws) => Some(ws.base().to_string()),
+        None => git_head(&workdir),
+    };
     let started = now();
     let meta = RunMeta {
         file: &args.file,
@@ -459,6 +508,7 @@ pub fn run(args: RunArgs) -> i32 {
         params: params.clone(),
         workdir: workdir.display().to_string(),
         head: head.clone(),
+        branch: workspace.as_ref().map(|ws| ws.branch().to_string()),
     };
     if let Err(e) = journal.append(&event) {
         eprintln!("error: cannot write the journal: {e}");
@@ -472,22 +522,18 @@ pub fn run(args: RunArgs) -> i32 {
         runbook.name,
         dir.path().display()
     );
+    if let Some(ws) = &workspace {
+        eprintln!(
+            "working on branch {} (from {}); your working tree is not touched",
+            ws.branch(),
+            &ws.base().to_string()[..12]
+        );
+    }
     let file = args.file.clone();
+    let options = options(&args.drive);
     drive(
-        checked,
-        dir,
-        journal,
-        redactor,
-        secrets,
-        params,
-        workdir,
-        options(&args.drive),
-        state,
-        lock,
-        &file,
-        spec,
-        head,
-        started,
+        checked, dir, journal, redactor, secrets, params, workdir, workspace, options, state, lock,
+        &file, spec, head, started,
     )
 }
 
@@ -565,8 +611,18 @@ pub fn resume(args: ResumeArgs) -> i32 {
     }
     eprintln!("resuming run {} of {}", dir.id(), checked.runbook().name);
     let params = state.params.clone();
-    let workdir = PathBuf::from(&state.workdir);
-    let head = git_head(&workdir);
+    let workspace = match reopen_workspace(&dir, &state, &journal) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let workdir = workspace.as_ref().map_or_else(
+        || PathBuf::from(&state.workdir),
+        |ws| ws.run_worktree().to_path_buf(),
+    );
+    let head = state.head.clone();
     drive(
         checked,
         dir,
@@ -575,6 +631,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         secrets,
         params,
         workdir,
+        workspace,
         options(&args.drive),
         state,
         lock,
@@ -583,6 +640,56 @@ pub fn resume(args: ResumeArgs) -> i32 {
         head,
         started,
     )
+}
+
+/// Re-opens the run's workspace, with the run branch where the journal last saw it: a
+/// merge that a crash kept from being recorded is undone, and its step runs again.
+fn reopen_workspace(
+    dir: &RunDir,
+    state: &RunState,
+    journal: &Journal,
+) -> Result<Option<Arc<crate::workspace::Workspace>>, String> {
+    let Some(branch) = &state.branch else {
+        return Ok(None);
+    };
+    let base = state
+        .head
+        .as_deref()
+        .and_then(|h| git2::Oid::from_str(h).ok())
+        .ok_or_else(|| {
+            format!(
+                "run {} has a branch but no base commit in its journal",
+                dir.id()
+            )
+        })?;
+    let root = records_root()?;
+    let repo = crate::workspace::Workspace::discover(&root)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "run {} worked in git, but {} is not in a repository",
+                dir.id(),
+                root.display()
+            )
+        })?;
+    let ws = crate::workspace::Workspace::open(&repo, dir.path(), branch, base)
+        .map_err(|e| format!("cannot re-open the workspace of run {}: {e}", dir.id()))?;
+    let recorded = state
+        .tip
+        .as_deref()
+        .and_then(|t| git2::Oid::from_str(t).ok())
+        .unwrap_or(base);
+    if ws.tip().map_err(|e| e.to_string())? != recorded {
+        ws.reset_branch(recorded).map_err(|e| e.to_string())?;
+        journal
+            .append(&Event::BranchReset {
+                time: now(),
+                to: recorded.to_string(),
+                reason: "resume: back to the last state the journal recorded".into(),
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(Arc::new(ws)))
 }
 
 /// Ends the step processes a dead driver of this run left running (kill -9, a crash):
@@ -674,6 +781,7 @@ fn drive(
     secrets: std::collections::HashMap<String, String>,
     params: serde_json::Value,
     workdir: PathBuf,
+    workspace: Option<Arc<crate::workspace::Workspace>>,
     options: Options,
     mut state: RunState,
     lock: RunLock,
@@ -703,6 +811,9 @@ fn drive(
         context,
         renderer: Renderer::default(),
         workdir,
+        workspace,
+        git: std::sync::Mutex::new(run::tree::GitState::from_state(&state)),
+        spec_sha256: spec.first().map(|s| s.sha256.clone()).unwrap_or_default(),
         base_env: run::base_environment(),
         secrets,
         options,
@@ -775,6 +886,9 @@ fn drive(
     match outcome {
         Outcome::Succeeded => {
             eprintln!("run {id} succeeded ({ok} steps run in this session)");
+            if let Some(ws) = &session.workspace {
+                return take_the_result(ws, &session.dir, session.options.merge);
+            }
             EXIT_OK
         }
         Outcome::Failed {
@@ -810,6 +924,58 @@ fn drive(
             EXIT_INTERRUPTED
         }
     }
+}
+
+/// Says how to take a finished run's branch, or fast-forwards to it with `--merge`.
+fn take_the_result(ws: &crate::workspace::Workspace, dir: &RunDir, merge: bool) -> i32 {
+    // The step worktrees served their purpose; the run's own stays until `runbook gc`.
+    if let Err(e) = ws.remove_step_trees() {
+        eprintln!("warning: cannot remove the step worktrees: {e}");
+    }
+    let branch = ws.branch();
+    let tip = match ws.tip() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if tip == ws.base() {
+        eprintln!("the run changed no file: {branch} is where it started");
+        return EXIT_OK;
+    }
+    let files = ws
+        .changed_paths(ws.base(), tip)
+        .map(|c| c.len())
+        .unwrap_or(0);
+    eprintln!(
+        "the result is on {branch} ({files} files changed; see `git log {}..{branch}` or `runbook show {} --changes`)",
+        &ws.base().to_string()[..12],
+        dir.id()
+    );
+    if merge {
+        return match crate::workspace::fast_forward_user(ws.repo_root(), tip) {
+            Ok(Ok(yours)) => {
+                eprintln!("fast-forwarded {yours} to {branch}");
+                EXIT_OK
+            }
+            Ok(Err(why)) => {
+                eprintln!(
+                    "error: --merge: not fast-forwarding: {why}
+  take it by hand:  git merge {branch}"
+                );
+                EXIT_FAILED
+            }
+            Err(e) => {
+                eprintln!("error: --merge: {e}");
+                EXIT_FAILED
+            }
+        };
+    }
+    eprintln!("  take it:         git merge {branch}   (or: runbook run --merge next time)");
+    eprintln!("  or review it:    git push -u origin {branch}   and open a pull request");
+    eprintln!("  clean up later:  runbook gc   (removes worktrees; records and the branch stay)");
+    EXIT_OK
 }
 
 /// `runbook rollback RUN`.
@@ -860,6 +1026,13 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let workspace = match reopen_workspace(&dir, &state, &journal) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let runbook = checked.runbook();
     let context = Context {
         params: state.params.clone(),
@@ -879,7 +1052,17 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         redactor,
         context,
         renderer: Renderer::default(),
-        workdir: PathBuf::from(&state.workdir),
+        workdir: workspace.as_ref().map_or_else(
+            || PathBuf::from(&state.workdir),
+            |ws| ws.run_worktree().to_path_buf(),
+        ),
+        git: std::sync::Mutex::new(run::tree::GitState::from_state(&state)),
+        spec_sha256: state
+            .spec
+            .first()
+            .map(|s| s.sha256.clone())
+            .unwrap_or_default(),
+        workspace,
         base_env: run::base_environment(),
         secrets,
         options: Options {
@@ -890,6 +1073,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             verbose: false,
             identity: String::new(),
             live: false,
+            merge: false,
         },
         cancel,
         cancel_tx,

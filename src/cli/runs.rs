@@ -16,6 +16,10 @@ pub struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: ShowFormat,
+    /// List which agent changed which file in which step, and why (the prompt's first
+    /// line and its sha256).
+    #[arg(long)]
+    changes: bool,
 }
 
 /// Output format of `show`.
@@ -148,12 +152,18 @@ pub fn show(args: ShowArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    if args.changes {
+        return changes(&dir, &events, args.step.as_deref(), args.format);
+    }
     let concerns = |e: &Event| -> bool {
         let Some(step) = &args.step else { return true };
         match e {
             Event::StepStarted { step: s, .. }
             | Event::StepFinished { step: s, .. }
-            | Event::StepSkipped { step: s, .. } => s == step,
+            | Event::StepSkipped { step: s, .. }
+            | Event::Violation { step: s, .. }
+            | Event::MergeConflict { step: s, .. }
+            | Event::ConflictResolved { step: s, .. } => s == step,
             Event::CheckpointAsked { checkpoint, .. }
             | Event::CheckpointDecided { checkpoint, .. } => checkpoint == step,
             Event::RollbackAction { scope, .. } => scope == &format!("step {step}"),
@@ -200,11 +210,19 @@ pub fn show(args: ShowArgs) -> i32 {
     for e in selected {
         let line = match e {
             Event::RunStarted {
-                time, file, head, ..
+                time,
+                file,
+                head,
+                branch,
+                ..
             } => format!(
-                "{time}  started {file}{}",
+                "{time}  started {file}{}{}",
                 head.as_deref()
                     .map(|h| format!(" at {}", &h[..h.len().min(12)]))
+                    .unwrap_or_default(),
+                branch
+                    .as_deref()
+                    .map(|b| format!(" on branch {b}"))
                     .unwrap_or_default()
             ),
             Event::RunResumed { time, pid } => format!("{time}  resumed (pid {pid})"),
@@ -214,6 +232,7 @@ pub fn show(args: ShowArgs) -> i32 {
                 attempt,
                 agent,
                 prompt_sha256,
+                ..
             } => format!(
                 "{time}  ▶ {step} attempt {attempt} by {agent} (prompt sha256 {})",
                 &prompt_sha256[..12.min(prompt_sha256.len())]
@@ -226,6 +245,8 @@ pub fn show(args: ShowArgs) -> i32 {
                 reason,
                 duration_ms,
                 retry,
+                commit,
+                changes,
                 ..
             } => {
                 let what = if *ok {
@@ -240,11 +261,59 @@ pub fn show(args: ShowArgs) -> i32 {
                     .and_then(|r| r.lines().next())
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
+                let committed = match (ok, commit) {
+                    (true, Some(c)) => format!(
+                        "; commit {} ({} files)",
+                        &c[..c.len().min(12)],
+                        changes.len()
+                    ),
+                    _ => String::new(),
+                };
                 format!(
-                    "{time}  {what} {step} attempt {attempt} in {:.1}s{why}",
+                    "{time}  {what} {step} attempt {attempt} in {:.1}s{why}{committed}",
                     *duration_ms as f64 / 1000.0
                 )
             }
+            Event::Violation {
+                time,
+                step,
+                attempt,
+                agent,
+                paths,
+            } => {
+                let mut text = format!(
+                    "{time}  ✗ VIOLATION: {agent} in {step} attempt {attempt} changed paths it may not write (nothing of it was kept):"
+                );
+                for p in paths {
+                    text.push_str(&format!("\n      {}: {}", p.path, p.reason));
+                }
+                text
+            }
+            Event::MergeConflict {
+                time,
+                step,
+                commit,
+                paths,
+                ..
+            } => format!(
+                "{time}  ✗ {step}'s commit {} conflicts with the run branch in {}",
+                &commit[..commit.len().min(12)],
+                paths.join(", ")
+            ),
+            Event::ConflictResolved {
+                time,
+                step,
+                side,
+                by,
+                tip,
+            } => format!(
+                "{time}  ✓ {step}'s conflict resolved by {by}: {side:?} side; run branch at {}",
+                &tip[..tip.len().min(12)]
+            ),
+            Event::BranchReset { time, to, reason } => format!(
+                "{time}  ↺ run branch reset to {} ({reason})",
+                &to[..to.len().min(12)]
+            ),
             Event::StepSkipped { time, step, reason } => {
                 format!("{time}  - {step} skipped: {reason}")
             }
@@ -302,6 +371,132 @@ pub fn show(args: ShowArgs) -> i32 {
             Event::RunFinished { time, status } => format!("{time}  finished: {status}"),
         };
         println!("{line}");
+    }
+    EXIT_OK
+}
+
+/// One file one step changed, for `show --changes`.
+#[derive(serde::Serialize)]
+struct ChangeRow {
+    step: String,
+    attempt: u32,
+    agent: String,
+    commit: String,
+    path: String,
+    kind: String,
+    from: Option<String>,
+    prompt_sha256: String,
+    why: String,
+}
+
+/// `runbook show RUN --changes`: which agent changed which file, in which step, and why.
+fn changes(dir: &RunDir, events: &[Event], only: Option<&str>, format: ShowFormat) -> i32 {
+    let mut started: std::collections::HashMap<(&str, u32), (&str, &str)> = Default::default();
+    let mut rows = Vec::new();
+    let mut landed =
+        |step: &str,
+         attempt: u32,
+         commit: &str,
+         changes: &[crate::run::event::FileChange],
+         started: &std::collections::HashMap<(&str, u32), (&str, &str)>| {
+            let (agent, sha) = started.get(&(step, attempt)).copied().unwrap_or(("?", ""));
+            let prompt = dir.step_attempt_dir(step, attempt).path().join("prompt.md");
+            let why = std::fs::read_to_string(&prompt)
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .map(|l| l.trim().trim_start_matches('#').trim().to_string())
+                        .find(|l| !l.is_empty())
+                })
+                .unwrap_or_default();
+            for c in changes {
+                rows.push(ChangeRow {
+                    step: step.to_string(),
+                    attempt,
+                    agent: agent.to_string(),
+                    commit: commit.to_string(),
+                    path: c.path.clone(),
+                    kind: c.kind.clone(),
+                    from: c.from.clone(),
+                    prompt_sha256: sha.to_string(),
+                    why: why.clone(),
+                });
+            }
+        };
+    let mut conflicted: std::collections::HashMap<
+        &str,
+        (u32, &str, &[crate::run::event::FileChange]),
+    > = Default::default();
+    for e in events {
+        match e {
+            Event::StepStarted {
+                step,
+                attempt,
+                agent,
+                prompt_sha256,
+                ..
+            } => {
+                started.insert((step, *attempt), (agent, prompt_sha256));
+            }
+            Event::StepFinished {
+                step,
+                attempt,
+                ok: true,
+                commit: Some(commit),
+                changes,
+                ..
+            } => landed(step, *attempt, commit, changes, &started),
+            Event::MergeConflict {
+                step,
+                attempt,
+                commit,
+                changes,
+                ..
+            } => {
+                conflicted.insert(step, (*attempt, commit, changes));
+            }
+            Event::ConflictResolved { step, .. } => {
+                if let Some((attempt, commit, changes)) = conflicted.remove(step.as_str()) {
+                    landed(step, attempt, commit, changes, &started);
+                }
+            }
+            Event::NodesReset { nodes, .. } => {
+                // A re-run replaces nothing that landed: its own commit comes on top.
+                let _ = nodes;
+            }
+            _ => {}
+        }
+    }
+    rows.retain(|r| only.map_or(true, |s| r.step == s));
+    if format == ShowFormat::Json {
+        let doc = serde_json::json!({ "run_id": dir.id().as_str(), "changes": rows });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return EXIT_OK;
+    }
+    if rows.is_empty() {
+        println!("run {}: no step changed a file", dir.id());
+        return EXIT_OK;
+    }
+    println!("run {}: {} changes", dir.id(), rows.len());
+    let mut last = None;
+    for r in &rows {
+        let key = (r.step.as_str(), r.attempt);
+        if last != Some(key) {
+            println!(
+                "\n{} (attempt {}) by {}, commit {}\n  why: {} (prompt sha256 {})",
+                r.step,
+                r.attempt,
+                r.agent,
+                &r.commit[..r.commit.len().min(12)],
+                if r.why.is_empty() { "-" } else { &r.why },
+                &r.prompt_sha256[..r.prompt_sha256.len().min(12)]
+            );
+            last = Some(key);
+        }
+        match &r.from {
+            Some(from) => println!("  {:<9} {from} → {}", r.kind, r.path),
+            None => println!("  {:<9} {}", r.kind, r.path),
+        }
     }
     EXIT_OK
 }

@@ -49,6 +49,20 @@ pub fn list_runs(root: &Path) -> Vec<RunId> {
     ids
 }
 
+/// Writes `.runbook/.gitignore` (`*`) unless there is one: run records and worktrees are
+/// not part of the user's working tree as git sees it, and nothing outside `.runbook/`
+/// has to change for that.
+fn ignore_records(root: &Path) -> io::Result<()> {
+    let path = root.join(".runbook").join(".gitignore");
+    if path.exists() {
+        return Ok(());
+    }
+    write_atomic(
+        &path,
+        b"# Written by runbook: run records and worktrees stay out of git.\n*\n",
+    )
+}
+
 /// The paths of one run directory, `.runbook/runs/<run-id>/` under a root.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -61,6 +75,7 @@ impl RunDir {
     pub fn create(root: &Path, id: RunId) -> io::Result<RunDir> {
         let runs = runs_dir(root);
         fs::create_dir_all(&runs)?;
+        ignore_records(root)?;
         let path = runs.join(id.as_str());
         fs::create_dir(&path)?;
         fs::create_dir(path.join("steps"))?;

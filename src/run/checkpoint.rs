@@ -62,7 +62,11 @@ pub fn content(
             }
             ShowItem::Diff(_) => {
                 text.push_str("\n── diff ──\n");
-                text.push_str(&cap(&diff(&session.workdir)));
+                let diff = match &session.workspace {
+                    Some(ws) => super::tree::attributed_diff(session, ws),
+                    None => diff(&session.workdir),
+                };
+                text.push_str(&cap(&diff));
             }
             ShowItem::StepValue {
                 node: Some(id),
@@ -144,7 +148,7 @@ pub fn expired(cp: &Checkpoint, state: &super::state::RunState, name: &str) -> O
 /// Turns a recorded decision into an action.
 pub fn act(cp: &Checkpoint, decision: Decision, comment: Option<String>) -> Action {
     match decision {
-        Decision::Approve | Decision::Skip => Action::Proceed,
+        Decision::Approve | Decision::Skip | Decision::Ours | Decision::Theirs => Action::Proceed,
         Decision::Reject => {
             Action::Reject(comment.unwrap_or_else(|| "rejected at the checkpoint".into()))
         }
@@ -196,11 +200,33 @@ pub fn decide(
         })?;
         return Ok(Action::Reject(reason));
     }
+    // What was shown is part of the record: the decision is bound to its sha256, and an
+    // auditor can read exactly what the approver saw.
+    let shown = session
+        .dir
+        .path()
+        .join("checkpoints")
+        .join(&n.name)
+        .join(format!("{sha}.txt"));
+    if let Err(e) = shown
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| crate::record::run_dir::write_replace(&shown, text.as_bytes()))
+    {
+        session
+            .progress
+            .warn(&format!("cannot record {}: {e}", shown.display()));
+    }
     journal(Event::CheckpointAsked {
         time: now(),
         checkpoint: n.name.clone(),
         content_sha256: sha.clone(),
         escalation: false,
+        tip: session
+            .workspace
+            .as_ref()
+            .and_then(|ws| ws.tip().ok())
+            .map(|t| t.to_string()),
     })?;
     let pre = session.options.approve_all || session.options.approve.iter().any(|a| a == &n.name);
     let may_decide = may_decide(cp, &session.options.identity);
@@ -315,7 +341,43 @@ fn prompt(
     }
 }
 
-/// Asks what to do about a failed step (`on_failure escalate`).
+/// Asks what to do about a step whose commit conflicts with the run branch.
+pub fn conflict_prompt(step: &str, text: &str) -> (Option<Decision>, Option<String>) {
+    use dialoguer::{Input, Select};
+    eprintln!("\n━━ merge conflict: step {step} ━━\n{text}");
+    let items = [
+        format!("re-run {step} on top of the run branch, with the conflict as feedback"),
+        format!("re-run {step} with a comment too"),
+        "keep the run branch's side of the conflicting paths (ours)".to_string(),
+        format!("take {step}'s side of the conflicting paths (theirs)"),
+        "roll back and stop".to_string(),
+        "decide later (suspend the run)".to_string(),
+    ];
+    let Ok(Some(i)) = Select::new()
+        .with_prompt("decision")
+        .items(&items)
+        .default(0)
+        .interact_opt()
+    else {
+        return (None, None);
+    };
+    match i {
+        0 => (Some(Decision::Approve), None),
+        1 => {
+            let c: String = Input::new()
+                .with_prompt("comment")
+                .interact_text()
+                .unwrap_or_default();
+            (Some(Decision::Revise), Some(c))
+        }
+        2 => (Some(Decision::Ours), None),
+        3 => (Some(Decision::Theirs), None),
+        4 => (Some(Decision::Reject), None),
+        _ => (None, None),
+    }
+}
+
+/// Asks what to do about a failed `on_failure escalate` step.
 pub fn escalate_prompt(step: &str, reason: &str) -> (Option<Decision>, Option<String>) {
     use dialoguer::{Input, Select};
     eprintln!("\n━━ step {step} failed ━━\n{reason}");

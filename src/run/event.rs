@@ -14,6 +14,37 @@ pub struct SpecFile {
     pub sha256: String,
 }
 
+/// One path a step changed, as committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileChange {
+    /// The path, relative to the repository root.
+    pub path: String,
+    /// `added`, `modified`, `deleted`, `renamed`, `mode` or `type`.
+    pub kind: String,
+    /// The old path of a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// A path an attempt changed without permission.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PathViolation {
+    /// The path.
+    pub path: String,
+    /// Why it is not allowed.
+    pub reason: String,
+}
+
+/// Which side wins the conflicting paths of a merge.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The run branch (what was merged before).
+    Ours,
+    /// The step's commit.
+    Theirs,
+}
+
 /// How a checkpoint (or an escalation) was decided.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +57,21 @@ pub enum Decision {
     Revise,
     /// Escalations only: skip the failed step and go on.
     Skip,
+    /// Merge conflicts only: keep the run branch's side of the conflicting paths.
+    Ours,
+    /// Merge conflicts only: take the step's side of the conflicting paths.
+    Theirs,
+}
+
+impl Decision {
+    /// The side a conflict decision takes, if it is one.
+    pub fn side(self) -> Option<Side> {
+        match self {
+            Decision::Ours => Some(Side::Ours),
+            Decision::Theirs => Some(Side::Theirs),
+            _ => None,
+        }
+    }
 }
 
 /// One journal line.
@@ -48,6 +94,9 @@ pub enum Event {
         workdir: String,
         /// The repository's HEAD commit, if in git.
         head: Option<String>,
+        /// The run branch, when steps run in git worktrees.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
     },
     /// A process took over the run (a resume).
     RunResumed {
@@ -68,6 +117,9 @@ pub enum Event {
         agent: String,
         /// sha256 of the rendered prompt (or of the commands, for shell steps).
         prompt_sha256: String,
+        /// The commit the step's worktree started from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
     },
     /// An attempt of a step ended.
     StepFinished {
@@ -87,6 +139,67 @@ pub enum Event {
         duration_ms: u64,
         /// Whether another attempt follows.
         retry: bool,
+        /// The step's commit, when it succeeded and changed something.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        /// What the commit changed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<FileChange>,
+        /// The run branch after the commit was merged into it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tip: Option<String>,
+    },
+    /// An attempt changed paths its agent may not write: nothing of it is kept.
+    Violation {
+        /// When.
+        time: String,
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+        /// The agent.
+        agent: String,
+        /// What it changed without permission.
+        paths: Vec<PathViolation>,
+    },
+    /// A step's commit conflicts with the run branch: a human decides.
+    MergeConflict {
+        /// When.
+        time: String,
+        /// The step.
+        step: String,
+        /// The attempt whose commit conflicts.
+        attempt: u32,
+        /// The step's commit.
+        commit: String,
+        /// The run branch it conflicts with.
+        ours: String,
+        /// The conflicting paths.
+        paths: Vec<String>,
+        /// What the step changed.
+        changes: Vec<FileChange>,
+    },
+    /// A conflict was resolved by taking one side.
+    ConflictResolved {
+        /// When.
+        time: String,
+        /// The step.
+        step: String,
+        /// The side taken for the conflicting paths.
+        side: Side,
+        /// Who decided.
+        by: String,
+        /// The run branch after the merge.
+        tip: String,
+    },
+    /// The run branch was moved back (rollback, or resume to the journal's last tip).
+    BranchReset {
+        /// When.
+        time: String,
+        /// The commit it points at now.
+        to: String,
+        /// Why.
+        reason: String,
     },
     /// A step whose `when` was false.
     StepSkipped {
@@ -107,6 +220,9 @@ pub enum Event {
         content_sha256: String,
         /// Whether this asks about a failed step (`on_failure escalate`).
         escalation: bool,
+        /// The run branch when asked: what an approval approves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tip: Option<String>,
     },
     /// Someone decided.
     CheckpointDecided {

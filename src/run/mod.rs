@@ -10,6 +10,7 @@ pub mod rollback;
 pub mod scheduler;
 pub mod state;
 pub mod step;
+pub mod tree;
 
 use crate::agents::process::{ChunkFilter, EchoTarget, OutputFilter};
 use crate::check::CheckedRunbook;
@@ -44,6 +45,8 @@ pub struct Options {
     pub identity: String,
     /// Show a live view.
     pub live: bool,
+    /// Fast-forward the user's branch to the run branch when the run succeeds.
+    pub merge: bool,
 }
 
 /// Everything the scheduler and step tasks share during one process's drive of a run.
@@ -62,8 +65,15 @@ pub struct Session {
     pub context: Context,
     /// The template renderer.
     pub renderer: Renderer,
-    /// Where steps run.
+    /// Where steps run without a workspace (`--in-place`, outside git); with one, the
+    /// run branch's worktree, where checkpoints look and compensations run.
     pub workdir: PathBuf,
+    /// The run branch and the steps' worktrees, unless the run works in place.
+    pub workspace: Option<Arc<crate::workspace::Workspace>>,
+    /// What is known of the steps' commits.
+    pub git: std::sync::Mutex<tree::GitState>,
+    /// sha256 of the runbook file, for the commit trailers.
+    pub spec_sha256: String,
     /// PATH, HOME and LANG of the interpreter.
     pub base_env: Vec<(String, String)>,
     /// Secret values by name.
@@ -187,6 +197,9 @@ pub fn views_from_records(dir: &RunDir, state: &state::RunState) -> BTreeMap<Str
             status: status.word().to_string(),
             ..Default::default()
         };
+        if let Some(files) = state.files.get(name) {
+            view.files = files.iter().map(|f| f.path.clone()).collect();
+        }
         if *status == state::NodeStatus::Succeeded {
             // The last attempt's output is the step's output.
             let attempt = state.attempts.get(name).copied().unwrap_or(1);

@@ -137,6 +137,16 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
             }
         }
     }
+    if let Some(ws) = &session.workspace {
+        // The decisions it reads were durable before the first compensation ran.
+        if let Err(e) = super::tree::reset_after_rollback(session, ws) {
+            all_ok = false;
+            session.progress.line(&format!(
+                "✗ ROLLBACK FAILED: cannot reset the run branch {}: {e}",
+                ws.branch()
+            ));
+        }
+    }
     journal(Event::RollbackFinished {
         time: now(),
         ok: all_ok,

@@ -104,7 +104,19 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                     release(dag, v, &mut remaining, &mut ready)
                 }
                 (NodeStatus::Failed { reason }, NodeKind::Step(s)) => {
-                    if s.on_failure == OnFailure::Continue {
+                    if state.conflicts.contains_key(&node.name) {
+                        // Conflicted, asked, not decided (the question is re-asked).
+                        if let Some(d) = state.decisions.get(&node.name).cloned() {
+                            match escalation_decision(
+                                session, state, id, d.decision, d.comment, &d.by,
+                            )? {
+                                Some(s) => stop = Some(s),
+                                None => restart = true,
+                            }
+                        } else {
+                            waiting.push(node.name.clone());
+                        }
+                    } else if s.on_failure == OnFailure::Continue {
                         release(dag, v, &mut remaining, &mut ready);
                     } else if let Some(d) = state.decisions.get(&node.name).cloned() {
                         // An escalation decided while the run was suspended.
@@ -260,6 +272,25 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                         }
                     }
                 }
+                StepEnd::Conflict(record, text) => {
+                    state.conflicts.insert(node.name.clone(), record);
+                    // A conflict always goes to a human, whatever `on_failure` says:
+                    // resolving it silently would drop someone's work.
+                    state.nodes.insert(
+                        node.name.clone(),
+                        NodeStatus::Failed {
+                            reason: "merge conflict".into(),
+                        },
+                    );
+                    let action = tokio::task::block_in_place(|| {
+                        escalate(session, state, report.node, &text)
+                    })?;
+                    match action {
+                        Some(Ok(())) => restart = true,
+                        Some(Err(s)) => stop = Some(s),
+                        None => waiting.push(node.name.clone()),
+                    }
+                }
                 StepEnd::Interrupted => interrupted = true,
                 StepEnd::JournalError(e) => return Err(format!("cannot write the journal: {e}")),
             }
@@ -335,13 +366,15 @@ fn spawn(
     let first = next_attempt(session, &name);
     let counted = state.finished_attempts.get(&name).copied().unwrap_or(0);
     let feedback = state.feedback.get(&name).cloned().unwrap_or_default();
+    // A step re-run after its commit conflicted starts again from the run branch.
+    let rebase = state.conflicts.remove(&name).is_some();
     state
         .nodes
         .insert(name, NodeStatus::Running { attempt: first });
     let tx = tx.clone();
     let session = session.clone();
     tokio::spawn(async move {
-        let report = step::run(session, id, first, counted, feedback).await;
+        let report = step::run(session, id, first, counted, feedback, rebase).await;
         let _ = tx.send(report);
     });
 }
@@ -459,6 +492,7 @@ fn escalate(
             checkpoint: name.clone(),
             content_sha256: sha.clone(),
             escalation: true,
+            tip: None,
         })
         .map_err(|e| e.to_string())?;
     if !session.options.interactive {
@@ -468,9 +502,14 @@ fn escalate(
         ));
         return Ok(None);
     }
-    let (decision, comment) = session
-        .progress
-        .suspend(|| checkpoint::escalate_prompt(&name, reason));
+    let conflicted = state.conflicts.contains_key(&name);
+    let (decision, comment) = session.progress.suspend(|| {
+        if conflicted {
+            checkpoint::conflict_prompt(&name, reason)
+        } else {
+            checkpoint::escalate_prompt(&name, reason)
+        }
+    });
     let Some(decision) = decision else {
         return Ok(None);
     };
@@ -505,7 +544,15 @@ fn escalation_decision(
     by: &str,
 ) -> Result<Option<Stop>, String> {
     let name = session.checked.runbook().node(step).name.clone();
+    if let Some(conflict) = state.conflicts.get(&name).cloned() {
+        return conflict_decision(session, state, &name, &conflict, decision, comment, by);
+    }
     let event = match decision {
+        Decision::Ours | Decision::Theirs => {
+            return Err(format!(
+                "`{name}` did not conflict: --take applies to merge conflicts only"
+            ))
+        }
         Decision::Reject => {
             return Ok(Some(Stop::Failed(format!(
                 "step {name} failed and {by} chose to roll back"
@@ -528,5 +575,76 @@ fn escalation_decision(
     if matches!(decision, Decision::Skip) {
         state.decisions.remove(&name);
     }
+    Ok(None)
+}
+
+/// Applies a decision about a step whose commit conflicts with the run branch.
+fn conflict_decision(
+    session: &Session,
+    state: &mut RunState,
+    name: &str,
+    conflict: &super::state::ConflictRecord,
+    decision: Decision,
+    comment: Option<String>,
+    by: &str,
+) -> Result<Option<Stop>, String> {
+    let ws = session
+        .workspace
+        .as_ref()
+        .ok_or("a merge conflict was recorded, but the run has no workspace")?;
+    let event = match (decision, decision.side()) {
+        (_, Some(side)) => {
+            let tip =
+                super::tree::resolve(session, ws, name, &conflict.commit, &conflict.changes, side)?;
+            session.set_view(
+                name,
+                StepView {
+                    output: String::new(),
+                    files: conflict.changes.iter().map(|c| c.path.clone()).collect(),
+                    status: "succeeded".into(),
+                },
+            );
+            session.progress.line(&format!(
+                "✓ {name}: conflict resolved by {by} ({} side)",
+                if side == super::event::Side::Ours {
+                    "the run branch's"
+                } else {
+                    "the step's"
+                }
+            ));
+            Event::ConflictResolved {
+                time: now(),
+                step: name.to_string(),
+                side,
+                by: by.to_string(),
+                tip: tip.to_string(),
+            }
+        }
+        (Decision::Reject, _) => {
+            return Ok(Some(Stop::Failed(format!(
+                "step {name}'s commit conflicts with the run branch and {by} chose to roll back"
+            ))))
+        }
+        (Decision::Skip, _) => {
+            return Err(format!(
+                "`{name}` conflicts with the run branch: take a side, re-run it, or roll back"
+            ))
+        }
+        (Decision::Approve | Decision::Revise | Decision::Ours | Decision::Theirs, None) => {
+            let mut feedback =
+                super::tree::conflict_feedback(ws, &conflict.commit, &conflict.paths);
+            if let Some(c) = comment {
+                feedback.push_str(&format!("\n\nReviewer's comment: {c}"));
+            }
+            Event::NodesReset {
+                time: now(),
+                cause: name.to_string(),
+                nodes: vec![name.to_string()],
+                feedback: Some((name.to_string(), feedback)),
+            }
+        }
+    };
+    session.journal.append(&event).map_err(|e| e.to_string())?;
+    state.apply(&event);
     Ok(None)
 }

@@ -1,7 +1,7 @@
 //! Run state, rebuilt from the journal alone: what finished, what was in flight, what
 //! waits for a decision, and the order things completed in (for rollback).
 
-use super::event::{Decision, Event};
+use super::event::{Decision, Event, FileChange};
 use std::collections::HashMap;
 
 /// Where a step or checkpoint stands.
@@ -60,6 +60,19 @@ pub struct PendingDecision {
     pub content_sha256: String,
 }
 
+/// A step whose commit conflicts with the run branch, waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRecord {
+    /// The step's commit.
+    pub commit: String,
+    /// The run branch it conflicts with.
+    pub ours: String,
+    /// The conflicting paths.
+    pub paths: Vec<String>,
+    /// What the step changed.
+    pub changes: Vec<FileChange>,
+}
+
 /// Everything known about a run from its journal.
 #[derive(Debug, Clone, Default)]
 pub struct RunState {
@@ -89,6 +102,25 @@ pub struct RunState {
     pub spec: Vec<super::event::SpecFile>,
     /// The run's working directory.
     pub workdir: String,
+    /// The run branch, when steps run in git worktrees.
+    pub branch: Option<String>,
+    /// The commit the run branch started from.
+    pub head: Option<String>,
+    /// The commit each step's worktree is based on.
+    pub bases: HashMap<String, String>,
+    /// The commit holding each finished step's work (its commit, or its base when it
+    /// changed nothing): what its dependents start from.
+    pub results: HashMap<String, String>,
+    /// What each finished step changed.
+    pub files: HashMap<String, Vec<FileChange>>,
+    /// The run branch as last recorded.
+    pub tip: Option<String>,
+    /// Steps whose commit conflicts with the run branch.
+    pub conflicts: HashMap<String, ConflictRecord>,
+    /// The run branch when each open checkpoint was asked.
+    pub asked_tip: HashMap<String, String>,
+    /// The run branch as of the last approved checkpoint: where a rollback resets it.
+    pub approved_tip: Option<String>,
 }
 
 impl RunState {
@@ -127,26 +159,42 @@ impl RunState {
                 params,
                 spec,
                 workdir,
+                head,
+                branch,
                 ..
             } => {
                 self.params = params.clone();
                 self.spec = spec.clone();
                 self.workdir = workdir.clone();
+                self.head = head.clone();
+                self.branch = branch.clone();
             }
             Event::RunResumed { .. }
             | Event::RunInterrupted { .. }
             | Event::RunSuspended { .. } => {}
-            Event::StepStarted { step, attempt, .. } => {
+            Event::StepStarted {
+                step,
+                attempt,
+                base,
+                ..
+            } => {
                 self.nodes
                     .insert(step.clone(), NodeStatus::Running { attempt: *attempt });
                 self.attempts.insert(step.clone(), *attempt);
                 self.completed.retain(|c| c != step);
+                self.conflicts.remove(step);
+                if let Some(base) = base {
+                    self.bases.insert(step.clone(), base.clone());
+                }
             }
             Event::StepFinished {
                 step,
                 ok,
                 reason,
                 retry,
+                commit,
+                changes,
+                tip,
                 ..
             } => {
                 *self.finished_attempts.entry(step.clone()).or_default() += 1;
@@ -154,6 +202,16 @@ impl RunState {
                     self.nodes.insert(step.clone(), NodeStatus::Succeeded);
                     self.completed.push(step.clone());
                     self.feedback.remove(step);
+                    // Its worktree now holds its commit: a later re-run (revise) goes on
+                    // from there.
+                    if let Some(result) = commit.as_ref().or(self.bases.get(step)).cloned() {
+                        self.bases.insert(step.clone(), result.clone());
+                        self.results.insert(step.clone(), result);
+                    }
+                    self.files.insert(step.clone(), changes.clone());
+                    if tip.is_some() {
+                        self.tip = tip.clone();
+                    }
                 } else if *retry {
                     self.nodes.insert(step.clone(), NodeStatus::Pending);
                     if let Some(r) = reason {
@@ -169,12 +227,51 @@ impl RunState {
             Event::StepSkipped { step, .. } => {
                 self.nodes.insert(step.clone(), NodeStatus::Skipped);
             }
+            Event::Violation { .. } => {}
+            Event::MergeConflict {
+                step,
+                commit,
+                ours,
+                paths,
+                changes,
+                ..
+            } => {
+                self.conflicts.insert(
+                    step.clone(),
+                    ConflictRecord {
+                        commit: commit.clone(),
+                        ours: ours.clone(),
+                        paths: paths.clone(),
+                        changes: changes.clone(),
+                    },
+                );
+            }
+            Event::ConflictResolved { step, tip, .. } => {
+                if let Some(c) = self.conflicts.remove(step) {
+                    self.results.insert(step.clone(), c.commit.clone());
+                    self.bases.insert(step.clone(), c.commit);
+                    self.files.insert(step.clone(), c.changes);
+                }
+                self.decisions.remove(step);
+                self.failures.remove(step);
+                self.asked_at.remove(step);
+                self.nodes.insert(step.clone(), NodeStatus::Succeeded);
+                self.completed.push(step.clone());
+                self.feedback.remove(step);
+                self.tip = Some(tip.clone());
+            }
+            Event::BranchReset { to, .. } => self.tip = Some(to.clone()),
             Event::CheckpointAsked {
                 checkpoint,
                 content_sha256,
                 time,
+                escalation,
+                tip,
                 ..
             } => {
+                if let (false, Some(tip)) = (escalation, tip) {
+                    self.asked_tip.insert(checkpoint.clone(), tip.clone());
+                }
                 // A new question makes earlier answers stale; the clock for `timeout`
                 // keeps running from the first time it was asked.
                 self.decisions.remove(checkpoint);
@@ -196,6 +293,11 @@ impl RunState {
                 content_sha256,
                 ..
             } => {
+                if *decision == Decision::Approve {
+                    if let Some(tip) = self.asked_tip.get(checkpoint) {
+                        self.approved_tip = Some(tip.clone());
+                    }
+                }
                 self.decisions.insert(
                     checkpoint.clone(),
                     PendingDecision {
@@ -245,6 +347,9 @@ mod tests {
             exit_code: Some(i32::from(!ok)),
             duration_ms: 1,
             retry,
+            commit: None,
+            changes: Vec::new(),
+            tip: None,
         }
     }
 
@@ -255,6 +360,7 @@ mod tests {
             attempt,
             agent: "shell".into(),
             prompt_sha256: String::new(),
+            base: None,
         }
     }
 
@@ -268,6 +374,7 @@ mod tests {
                 checkpoint: "x".into(),
                 content_sha256: "sha".into(),
                 escalation: true,
+                tip: None,
             },
             Event::CheckpointDecided {
                 time: now(),

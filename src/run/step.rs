@@ -2,11 +2,14 @@
 //! `produces`, and record every attempt.
 
 use super::context::{StepView, OUTPUT_CAP};
+use super::event::FileChange;
 use super::event::{now, Event};
+use super::tree;
 use super::{Session, SHELL};
 use crate::agents::process::{run_process, ExitKind, ProcessOutcome, ProcessSpec};
 use crate::ir::{AgentKind, NodeId, Step};
 use crate::record::sha256_hex;
+use crate::workspace::StepTree;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +26,8 @@ pub enum StepEnd {
     Interrupted,
     /// The journal could not be written: the run cannot go on safely.
     JournalError(String),
+    /// Its commit conflicts with the run branch: a human decides. The text shows both sides.
+    Conflict(super::state::ConflictRecord, String),
 }
 
 /// What the scheduler gets back.
@@ -36,21 +41,30 @@ pub struct StepReport {
     pub seq: u64,
 }
 
+#[derive(Default)]
 struct AttemptResult {
     ok: bool,
     reason: Option<String>,
     exit_code: Option<i32>,
     output: String,
     interrupted: bool,
+    /// The attempt's commit, what it changed, and the run branch after its merge.
+    commit: Option<git2::Oid>,
+    changes: Vec<FileChange>,
+    tip: Option<git2::Oid>,
+    /// Its commit conflicts with the run branch (and a description for the human).
+    conflict: Option<(super::state::ConflictRecord, String)>,
 }
 
-/// Runs `node` from attempt `first_attempt`, with `feedback` for it.
+/// Runs `node` from attempt `first_attempt`, with `feedback` for it; `rebase` moves its
+/// worktree onto the run branch first (a re-run after a merge conflict).
 pub async fn run(
     session: Arc<Session>,
     node: NodeId,
     first_attempt: u32,
     counted: u32,
     mut feedback: String,
+    rebase: bool,
 ) -> StepReport {
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
@@ -92,12 +106,34 @@ pub async fn run(
         }
     }
 
+    let tree = match &session.workspace {
+        None => None,
+        Some(ws) => {
+            let prepared = {
+                let (session, ws) = (session.clone(), ws.clone());
+                tokio::task::spawn_blocking(move || tree::prepare(&session, &ws, node, rebase))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("preparing the worktree panicked: {e}")))
+            };
+            match prepared {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    return fail_without_attempt(
+                        &session,
+                        node,
+                        first_attempt,
+                        format!("cannot prepare the step's worktree: {e}"),
+                    )
+                }
+            }
+        }
+    };
     let total = step.until.as_ref().map_or(1, |u| u.attempts);
     let mut attempt = first_attempt;
     let mut used = counted;
     loop {
         used += 1;
-        let result = attempt_once(&session, node, step, attempt, &feedback).await;
+        let result = attempt_once(&session, node, step, attempt, &feedback, tree.as_ref()).await;
         let result = match result {
             Ok(r) => r,
             Err(e) => {
@@ -117,7 +153,7 @@ pub async fn run(
         }
         let (r, started, duration_ms) = result;
         let _ = started;
-        let retry = !r.ok && used < total && step.until.is_some();
+        let retry = !r.ok && r.conflict.is_none() && used < total && step.until.is_some();
         let e = Event::StepFinished {
             time: now(),
             step: n.name.clone(),
@@ -127,6 +163,9 @@ pub async fn run(
             exit_code: r.exit_code,
             duration_ms,
             retry,
+            commit: r.commit.map(|c| c.to_string()),
+            changes: r.changes.clone(),
+            tip: r.tip.map(|t| t.to_string()),
         };
         match journal(e) {
             Ok(s) => seq = s,
@@ -141,10 +180,17 @@ pub async fn run(
         session
             .progress
             .step_finished(&n.name, attempt, r.ok, retry, duration_ms);
+        if let Some((record, text)) = r.conflict {
+            return StepReport {
+                node,
+                end: StepEnd::Conflict(record, text),
+                seq,
+            };
+        }
         if r.ok {
             let view = StepView {
                 output: r.output,
-                files: Vec::new(),
+                files: r.changes.iter().map(|c| c.path.clone()).collect(),
                 status: "succeeded".into(),
             };
             return StepReport {
@@ -181,6 +227,9 @@ fn fail_without_attempt(
         exit_code: None,
         duration_ms: 0,
         retry: false,
+        commit: None,
+        changes: Vec::new(),
+        tip: None,
     };
     match session.journal.append(&e) {
         Ok(seq) => StepReport {
@@ -229,7 +278,13 @@ async fn attempt_once(
     step: &Step,
     attempt: u32,
     feedback: &str,
+    tree: Option<&StepTree>,
 ) -> Result<(AttemptResult, Instant, u64), String> {
+    let workdir = tree.map_or_else(|| session.workdir.clone(), |t| t.path.clone());
+    let guard = match (&session.workspace, tree) {
+        (Some(ws), Some(_)) => Some(ws.guard().map_err(|e| e.to_string())?),
+        _ => None,
+    };
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
     let agent = runbook.agent(step.agent.expect("checked steps have agents"));
@@ -277,6 +332,7 @@ async fn attempt_once(
             attempt,
             agent: agent.name.clone(),
             prompt_sha256: prompt_sha256.clone(),
+            base: tree.map(|t| t.base.to_string()),
         })
         .map_err(|e| e.to_string())?;
     session.progress.step_started(&n.name, attempt);
@@ -290,6 +346,7 @@ async fn attempt_once(
                 exit_code: None,
                 output: String::new(),
                 interrupted: false,
+                ..Default::default()
             };
             let ms = started.elapsed().as_millis() as u64;
             write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
@@ -312,6 +369,7 @@ async fn attempt_once(
                         exit_code: None,
                         output: String::new(),
                         interrupted: false,
+                        ..Default::default()
                     };
                     let ms = started.elapsed().as_millis() as u64;
                     write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
@@ -321,9 +379,9 @@ async fn attempt_once(
             let spec = ProcessSpec {
                 program: argv[0].clone(),
                 args: argv[1..].to_vec(),
-                cwd: session.workdir.clone(),
+                cwd: workdir.clone(),
                 env: env.clone(),
-                stdin: Some(body.into_bytes()),
+                stdin: Some(body.clone().into_bytes()),
                 stdout_path: stdout_path.clone(),
                 stderr_path: stderr_path.clone(),
                 timeout,
@@ -336,6 +394,7 @@ async fn attempt_once(
         AgentKind::Shell => {
             run_lines(
                 session,
+                &workdir,
                 &lines,
                 &env,
                 &stdout_path,
@@ -353,6 +412,7 @@ async fn attempt_once(
             exit_code: None,
             output: String::new(),
             interrupted: false,
+            ..Default::default()
         },
         Ok(o) => judge(&o, timeout),
     };
@@ -361,7 +421,7 @@ async fn attempt_once(
     }
     if result.ok {
         for p in &step.produces {
-            if !produced(&session.workdir, &p.path) {
+            if !produced(&workdir, &p.path) {
                 result.ok = false;
                 result.reason = Some(format!(
                     "the step did not produce `{}`, which it must create or change",
@@ -387,7 +447,7 @@ async fn attempt_once(
                     let spec = ProcessSpec {
                         program: SHELL.into(),
                         args: vec!["-c".into(), command.clone()],
-                        cwd: session.workdir.clone(),
+                        cwd: workdir.clone(),
                         env: env.clone(),
                         stdin: None,
                         stdout_path: dir.join("check.log"),
@@ -421,6 +481,95 @@ async fn attempt_once(
             }
         }
     }
+    if let (Some(ws), Some(tree), Some(guard)) = (&session.workspace, tree, guard) {
+        let subject = n
+            .title
+            .clone()
+            .unwrap_or_else(|| lines_subject(&lines_for_subject(step, &body)));
+        let outcome = {
+            let (session, ws, tree) = (session.clone(), ws.clone(), tree.clone());
+            let (name, agent_name, ok) = (n.name.clone(), agent.name.clone(), result.ok);
+            let write = agent.permissions.write.value.clone();
+            let prompt_sha256 = prompt_sha256.clone();
+            tokio::task::spawn_blocking(move || -> Result<Finished, String> {
+                let found = tree::violations(&ws, &tree, &write, &guard)?;
+                if !found.is_empty() {
+                    let reason = tree::reject_attempt(
+                        &session,
+                        &ws,
+                        &tree,
+                        &agent_name,
+                        attempt,
+                        found,
+                        &guard,
+                    )?;
+                    return Ok(Finished::Violated(reason));
+                }
+                if !ok {
+                    return Ok(Finished::NotLanded);
+                }
+                let info = tree::CommitInfo {
+                    step: &name,
+                    subject: &subject,
+                    agent: &agent_name,
+                    attempt,
+                    prompt_sha256: &prompt_sha256,
+                };
+                tree::land(&session, &ws, &tree, &info).map(Finished::Landed)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("committing the step panicked: {e}")))
+        };
+        match outcome {
+            Err(e) => {
+                result.ok = false;
+                result.reason = Some(format!("cannot commit the step's changes: {e}"));
+            }
+            Ok(Finished::NotLanded) => {}
+            Ok(Finished::Violated(reason)) => {
+                result.ok = false;
+                result.reason = Some(reason);
+            }
+            Ok(Finished::Landed(tree::Landed::Merged {
+                commit,
+                changes,
+                tip,
+            })) => {
+                result.commit = commit;
+                result.changes = changes;
+                result.tip = Some(tip);
+            }
+            Ok(Finished::Landed(tree::Landed::Conflict { conflict, changes })) => {
+                let text = tree::describe_conflict(&n.name, &conflict);
+                session
+                    .journal
+                    .append(&Event::MergeConflict {
+                        time: now(),
+                        step: n.name.clone(),
+                        attempt,
+                        commit: conflict.theirs.to_string(),
+                        ours: conflict.ours.to_string(),
+                        paths: conflict.paths.clone(),
+                        changes: changes.clone(),
+                    })
+                    .map_err(|e| e.to_string())?;
+                result.ok = false;
+                result.commit = Some(conflict.theirs);
+                result.changes = changes;
+                result.reason = Some(format!(
+                    "its commit conflicts with the run branch in {}",
+                    conflict.paths.join(", ")
+                ));
+                let record = super::state::ConflictRecord {
+                    commit: conflict.theirs.to_string(),
+                    ours: conflict.ours.to_string(),
+                    paths: conflict.paths.clone(),
+                    changes: result.changes.clone(),
+                };
+                result.conflict = Some((record, text));
+            }
+        }
+    }
     let ms = started.elapsed().as_millis() as u64;
     write_result(
         &dir,
@@ -435,10 +584,40 @@ async fn attempt_once(
     Ok((result, started, ms))
 }
 
+/// How the workspace side of an attempt ended.
+enum Finished {
+    /// The attempt failed on its own: nothing to commit, files kept for the next one.
+    NotLanded,
+    /// It changed what it may not: dropped, with this reason.
+    Violated(String),
+    /// Committed and merged, or conflicting.
+    Landed(tree::Landed),
+}
+
+/// The text a commit subject is taken from when the step has no title.
+fn lines_for_subject(step: &Step, body: &str) -> String {
+    if step.sh.is_empty() {
+        body.to_string()
+    } else {
+        body.lines().next().unwrap_or("").to_string()
+    }
+}
+
+/// The first non-empty line, without Markdown heading marks.
+fn lines_subject(text: &str) -> String {
+    text.lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("(empty prompt)")
+        .to_string()
+}
+
 /// Runs each `sh` line through `sh -c`, stopping at the first failure; the logs of all
 /// lines end up, in order, in the attempt's stdout.log and stderr.log.
+#[allow(clippy::too_many_arguments)]
 async fn run_lines(
     session: &Arc<Session>,
+    workdir: &std::path::Path,
     lines: &[String],
     env: &[(String, String)],
     stdout_path: &std::path::Path,
@@ -463,7 +642,7 @@ async fn run_lines(
         let spec = ProcessSpec {
             program: SHELL.into(),
             args: vec!["-c".into(), line.clone()],
-            cwd: session.workdir.clone(),
+            cwd: workdir.to_path_buf(),
             env: env.to_vec(),
             stdin: None,
             stdout_path: out.clone(),
@@ -553,6 +732,7 @@ fn judge(o: &ProcessOutcome, timeout: Option<std::time::Duration>) -> AttemptRes
             exit_code: Some(0),
             output,
             interrupted: false,
+            ..Default::default()
         },
         ExitKind::Cancelled => AttemptResult {
             ok: false,
@@ -560,6 +740,7 @@ fn judge(o: &ProcessOutcome, timeout: Option<std::time::Duration>) -> AttemptRes
             exit_code: None,
             output,
             interrupted: true,
+            ..Default::default()
         },
         ExitKind::TimedOut => AttemptResult {
             ok: false,
@@ -570,6 +751,7 @@ fn judge(o: &ProcessOutcome, timeout: Option<std::time::Duration>) -> AttemptRes
             exit_code: None,
             output,
             interrupted: false,
+            ..Default::default()
         },
         other => {
             let tail = o.stderr_tail.trim_end();
@@ -588,6 +770,7 @@ fn judge(o: &ProcessOutcome, timeout: Option<std::time::Duration>) -> AttemptRes
                 exit_code: code,
                 output,
                 interrupted: false,
+                ..Default::default()
             }
         }
     }
@@ -662,7 +845,9 @@ fn write_result(
         "exit_code": r.exit_code,
         "duration_ms": ms,
         "prompt_sha256": prompt_sha256,
-        "files": Vec::<String>::new(),
+        "commit": r.commit.map(|c| c.to_string()),
+        "files": r.changes,
+        "run_branch": r.tip.map(|t| t.to_string()),
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     if let Err(e) = crate::record::run_dir::write_replace(&dir.join("result.json"), text.as_bytes())

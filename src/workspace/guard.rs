@@ -14,6 +14,17 @@ pub struct GitGuard {
     /// Label (`.git/hooks/pre-commit`, or an absolute path under `core.hooksPath`) → mode and
     /// content hash.
     files: BTreeMap<String, (u32, [u8; 32])>,
+    /// Where each guarded file outside `.git/worktrees` lives, and what it held, so that
+    /// an agent's write to a hook can be undone: a planted hook would otherwise run at
+    /// the user's next commit.
+    saved: BTreeMap<String, (PathBuf, Saved)>,
+}
+
+/// A guarded file's content and kind, as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Saved {
+    File { mode: u32, bytes: Vec<u8> },
+    Link(PathBuf),
 }
 
 /// Files directly in the common dir that change what git runs or where it reads objects.
@@ -36,6 +47,13 @@ impl Workspace {
         for dir in DIRECTORIES {
             record_tree(&common.join(dir), &format!(".git/{dir}"), &mut files)?;
         }
+        let mut saved = BTreeMap::new();
+        for label in files.keys() {
+            let path = common.join(label.trim_start_matches(".git/"));
+            if let Some(content) = save(&path)? {
+                saved.insert(label.clone(), (path, content));
+            }
+        }
         let admin = common.join("worktrees");
         if let Ok(entries) = std::fs::read_dir(&admin) {
             for entry in entries.flatten() {
@@ -49,10 +67,58 @@ impl Workspace {
         if let Some(hooks) = hooks_path(&repo, &self.repo_root) {
             if !hooks.starts_with(&common) {
                 let label = hooks.display().to_string();
-                record_tree(&hooks, &label, &mut files)?;
+                let mut outside = BTreeMap::new();
+                record_tree(&hooks, &label, &mut outside)?;
+                for label in outside.keys() {
+                    let path = PathBuf::from(label);
+                    if let Some(content) = save(&path)? {
+                        saved.insert(label.clone(), (path, content));
+                    }
+                }
+                files.extend(outside);
             }
         }
-        Ok(GitGuard { files })
+        Ok(GitGuard { files, saved })
+    }
+
+    /// Puts the hooks, config and `info/` files back as `before` saw them: changed ones
+    /// rewritten, deleted ones recreated, created ones removed. Worktree admin files are
+    /// left alone (git owns them). Returns the labels it restored.
+    pub fn restore_guarded(&self, before: &GitGuard) -> Result<Vec<String>, WorkspaceError> {
+        let after = self.guard()?;
+        let mut restored = Vec::new();
+        for (label, (path, content)) in &before.saved {
+            if after.saved.get(label).map(|(_, c)| c) == Some(content) {
+                continue;
+            }
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(path).io_context("removing", path)?;
+            } else if std::fs::symlink_metadata(path).is_ok() {
+                std::fs::remove_file(path).io_context("removing", path)?;
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).io_context("creating", parent)?;
+            }
+            match content {
+                Saved::File { mode, bytes } => {
+                    std::fs::write(path, bytes).io_context("restoring", path)?;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                        .io_context("restoring the mode of", path)?;
+                }
+                Saved::Link(target) => {
+                    std::os::unix::fs::symlink(target, path).io_context("restoring", path)?;
+                }
+            }
+            restored.push(label.clone());
+        }
+        for (label, (path, _)) in &after.saved {
+            if before.saved.contains_key(label) {
+                continue;
+            }
+            std::fs::remove_file(path).io_context("removing", path)?;
+            restored.push(label.clone());
+        }
+        Ok(restored)
     }
 
     /// Paths under .git that differ from the snapshot (as Violations), restoring nothing.
@@ -101,6 +167,25 @@ fn worktree_admin_in_both(label: &str, before: &GitGuard, after: &GitGuard) -> b
     let prefix = format!(".git/worktrees/{name}/");
     let has = |guard: &GitGuard| guard.files.keys().any(|k| k.starts_with(&prefix));
     has(before) && has(after)
+}
+
+/// The content of a guarded file or symlink, if it exists.
+fn save(path: &Path) -> Result<Option<Saved>, WorkspaceError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    Ok(if meta.file_type().is_symlink() {
+        Some(Saved::Link(
+            std::fs::read_link(path).io_context("reading symlink", path)?,
+        ))
+    } else if meta.is_file() {
+        Some(Saved::File {
+            mode: meta.permissions().mode(),
+            bytes: std::fs::read(path).io_context("reading", path)?,
+        })
+    } else {
+        None
+    })
 }
 
 /// Adds `path` (a file or symlink) to the snapshot if it exists.

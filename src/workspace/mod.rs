@@ -29,7 +29,7 @@ pub use commit::{StepCommit, Trailers};
 pub use error::WorkspaceError;
 pub use guard::GitGuard;
 pub use merge::{Conflict, ConflictSide, MergeOutcome, Side};
-pub use step_tree::StepTree;
+pub use step_tree::{remove_worktrees_under, worktrees_under, StepTree};
 pub use user::fast_forward_user;
 pub use violation::Violation;
 
@@ -173,6 +173,21 @@ impl Workspace {
         let repo = self.repo()?;
         repo.refname_to_id(&self.branch_ref())
             .context(|| format!("reading branch {}", self.branch))
+    }
+
+    /// The user's repository (its working directory root).
+    pub fn repo_root(&self) -> &Path {
+        &self.repo_root
+    }
+
+    /// The first parent of `commit`.
+    pub fn parent(&self, commit: Oid) -> Result<Oid, WorkspaceError> {
+        let repo = self.repo()?;
+        let c = repo
+            .find_commit(commit)
+            .context(|| format!("looking up commit {commit}"))?;
+        c.parent_id(0)
+            .context(|| format!("commit {commit} has no parent"))
     }
 
     /// Where the run branch is checked out (`<run_dir>/worktree`).

@@ -169,6 +169,29 @@ impl Workspace {
         Ok(worktree)
     }
 
+    /// Removes every step worktree of this run, keeping the run's own worktree.
+    pub fn remove_step_trees(&self) -> Result<(), WorkspaceError> {
+        let repo = self.repo()?;
+        let step_prefix = names::step_worktree_prefix(&self.run_id);
+        let listed = repo
+            .worktrees()
+            .context(|| format!("listing the worktrees of {}", self.repo_root.display()))?;
+        for name in listed.iter().flatten() {
+            if !name.starts_with(&step_prefix) {
+                continue;
+            }
+            if let Ok(worktree) = repo.find_worktree(name) {
+                let path = worktree.path().to_path_buf();
+                discard_worktree(&repo, name, &path)?;
+            }
+        }
+        let steps = self.run_dir.join("worktrees");
+        if steps.exists() {
+            std::fs::remove_dir_all(&steps).io_context("removing", &steps)?;
+        }
+        Ok(())
+    }
+
     fn step_tree_path(&self, step: &str) -> PathBuf {
         self.run_dir.join("worktrees").join(names::slug(step))
     }
@@ -231,4 +254,46 @@ fn delete_reference(repo: &Repository, name: &str) -> Result<(), WorkspaceError>
 fn same_path(a: &Path, b: &Path) -> bool {
     let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     canonical(a) == canonical(b)
+}
+
+/// The worktrees of `repo_root` whose directory lies under `dir` (a run directory).
+pub fn worktrees_under(repo_root: &Path, dir: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
+    Ok(listed_under(repo_root, dir)?
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect())
+}
+
+/// Removes every worktree under `dir` (directories and git's admin entries); returns how
+/// many there were. Branches are left alone.
+pub fn remove_worktrees_under(repo_root: &Path, dir: &Path) -> Result<usize, WorkspaceError> {
+    let repo = super::open_repo(repo_root)?;
+    let found = listed_under(repo_root, dir)?;
+    for (name, path) in &found {
+        discard_worktree(&repo, name, path)?;
+    }
+    let steps = dir.join("worktrees");
+    if steps.exists() {
+        std::fs::remove_dir_all(&steps).io_context("removing", &steps)?;
+    }
+    Ok(found.len())
+}
+
+fn listed_under(repo_root: &Path, dir: &Path) -> Result<Vec<(String, PathBuf)>, WorkspaceError> {
+    let repo = super::open_repo(repo_root)?;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let listed = repo
+        .worktrees()
+        .context(|| format!("listing the worktrees of {}", repo_root.display()))?;
+    let mut out = Vec::new();
+    for name in listed.iter().flatten() {
+        if let Ok(worktree) = repo.find_worktree(name) {
+            let path = worktree.path().to_path_buf();
+            let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if resolved.starts_with(&dir) || path.starts_with(&dir) {
+                out.push((name.to_string(), path));
+            }
+        }
+    }
+    Ok(out)
 }
