@@ -539,3 +539,88 @@ fn a_repository_without_commits_is_a_clear_error_that_leaves_no_run() {
         .stderr_has("--in-place");
     assert!(t.runs().is_empty());
 }
+
+/// Eight steps in a DAG, each writing its own file; every attempt also leaves a mark
+/// outside the repository so re-runs can be counted.
+const CRASHY: &str = r#"
+runbook crashy {
+  phase build {
+    step a { sh "echo a >> {{ run.dir }}/marks; echo a > a.txt" }
+    step b { sh "echo b >> {{ run.dir }}/marks; echo b > b.txt" }
+    step c after a { sh "echo c >> {{ run.dir }}/marks; cat a.txt > c.txt" }
+    step d after a, b { sh "echo d >> {{ run.dir }}/marks; cat a.txt b.txt > d.txt" }
+  }
+  phase finish {
+    step e { sh "echo e >> {{ run.dir }}/marks; echo e > e.txt" }
+    step f after e { sh "echo f >> {{ run.dir }}/marks; cat c.txt d.txt e.txt > f.txt" }
+  }
+}
+"#;
+
+#[test]
+fn a_crash_after_any_journal_line_resumes_to_one_commit_per_step_on_the_branch() {
+    let clean = repo(Test::new().runbook(CRASHY).write("README.md", "hello\n"));
+    clean.command(&["run", RUNBOOK, "--jobs", "2"]).code(0);
+    let total = clean.only_run().events().len();
+    let expected_f = git(&clean, &["show", &format!("{}:f.txt", run_branch(&clean))]);
+    assert_eq!(expected_f, "a\na\nb\ne\n");
+    for n in 1..=total {
+        let context = format!("crash after event {n} of {total}");
+        let t = repo(
+            Test::new()
+                .runbook(CRASHY)
+                .write("README.md", "hello\n")
+                .env("RUNBOOK_CRASH_AFTER_EVENTS", &n.to_string()),
+        );
+        let before = snapshot(&t);
+        let out = t.command(&["run", RUNBOOK, "--jobs", "2"]);
+        assert_eq!(
+            out.code, None,
+            "{context}: expected an abort\n{}",
+            out.stderr
+        );
+        let t = t.without_env("RUNBOOK_CRASH_AFTER_EVENTS");
+        let id = t.only_run().id;
+        let mut done = false;
+        for _ in 0..3 {
+            let out = t.command(&["resume", &id, "--jobs", "2"]);
+            if out.code == Some(0) {
+                done = true;
+                break;
+            }
+            assert!(
+                matches!(out.code, Some(130) | None),
+                "{context}: resume exited {:?}\n{}",
+                out.code,
+                out.stderr
+            );
+        }
+        assert!(done, "{context}: the run did not finish");
+        let branch = run_branch(&t);
+        assert_eq!(
+            git(&t, &["show", &format!("{branch}:f.txt")]),
+            expected_f,
+            "{context}"
+        );
+        // Exactly one commit per step on the branch: a merge the crash kept from being
+        // recorded was undone before its step ran again.
+        let log = git(
+            &t,
+            &[
+                "log",
+                "--format=%(trailers:key=Runbook-Step,valueonly)",
+                &branch,
+            ],
+        );
+        let mut steps: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+        steps.sort_unstable();
+        assert_eq!(steps, ["a", "b", "c", "d", "e", "f"], "{context}");
+        // No finished step ran again; the one in flight at most once more.
+        let marks = std::fs::read_to_string(t.only_run().path.join("marks")).unwrap_or_default();
+        for step in ["a", "b", "c", "d", "e", "f"] {
+            let ran = marks.lines().filter(|l| *l == step).count();
+            assert!((1..=2).contains(&ran), "{context}: {step} ran {ran} times");
+        }
+        assert_eq!(snapshot(&t), before, "{context}: the user's tree changed");
+    }
+}

@@ -55,6 +55,10 @@ pub struct Workspace {
     run_worktree: PathBuf,
     /// Serializes everything that moves the run branch: parallel steps merge concurrently.
     branch_lock: Mutex<()>,
+    /// Serializes creating and deleting the temporary branches of step worktrees:
+    /// libgit2 removes a reflog directory that a ref deletion leaves empty, which races
+    /// with a parallel step creating its own ref in that directory.
+    refs_lock: Mutex<()>,
 }
 
 impl Workspace {
@@ -129,6 +133,7 @@ impl Workspace {
             Err(e) => return Err(e).context(|| format!("reading branch {branch}")),
         };
         let run_id = branch.rsplit('/').next().unwrap_or(&branch).to_string();
+        clear_stale_locks(&repo, &branch, &run_id)?;
         let workspace = Workspace::new(repo_root, run_dir, &run_id, branch, base)?;
         workspace.ensure_run_worktree(&repo)?;
         // A crash between updating the files and the ref leaves them apart; realign.
@@ -155,6 +160,7 @@ impl Workspace {
             branch,
             base,
             branch_lock: Mutex::new(()),
+            refs_lock: Mutex::new(()),
         })
     }
 
@@ -211,6 +217,12 @@ impl Workspace {
 
     fn branch_ref(&self) -> String {
         format!("refs/heads/{}", self.branch)
+    }
+
+    fn lock_refs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.refs_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_branch(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -270,6 +282,38 @@ impl Workspace {
 }
 
 /// Opens the repository whose working directory is `root`.
+/// Removes the lock files a killed interpreter left on this run's own refs and worktrees.
+/// Only the process holding the run's lock re-opens its workspace, and nothing but that
+/// process writes these refs, so a lock file here can only be a dead one's; git would
+/// otherwise refuse every later update ("failed to lock file").
+fn clear_stale_locks(repo: &Repository, branch: &str, run_id: &str) -> Result<(), WorkspaceError> {
+    let common = guard::common_dir(repo)?;
+    let mut stale = vec![common.join(format!("refs/heads/{branch}.lock"))];
+    let temporaries = common.join("refs/heads/runbook-wt").join(run_id);
+    if let Ok(entries) = std::fs::read_dir(&temporaries) {
+        stale.extend(entries.flatten().map(|e| e.path()));
+    }
+    let run_worktree = names::run_worktree_name(run_id);
+    let step_prefix = names::step_worktree_prefix(run_id);
+    if let Ok(entries) = std::fs::read_dir(common.join("worktrees")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != run_worktree && !name.starts_with(&step_prefix) {
+                continue;
+            }
+            if let Ok(files) = std::fs::read_dir(entry.path()) {
+                stale.extend(files.flatten().map(|f| f.path()));
+            }
+        }
+    }
+    for path in stale {
+        if path.extension().is_some_and(|e| e == "lock") && path.is_file() {
+            std::fs::remove_file(&path).io_context("removing the stale lock", &path)?;
+        }
+    }
+    Ok(())
+}
+
 fn open_repo(root: &Path) -> Result<Repository, WorkspaceError> {
     let repo = Repository::open(root)
         .context(|| format!("opening the repository at {}", root.display()))?;

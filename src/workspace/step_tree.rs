@@ -39,6 +39,7 @@ impl Workspace {
 
         // libgit2 checks a worktree out on a branch; a temporary one, dropped once the
         // worktree's HEAD is detached, leaves no branch behind.
+        let _refs = self.lock_refs();
         let temporary = names::temporary_branch(&self.run_id, step);
         let reference = repo
             .reference(&temporary, base, true, "runbook: step worktree")
@@ -100,6 +101,7 @@ impl Workspace {
         let repo = self.repo()?;
         let name = names::step_worktree_name(&self.run_id, step);
         discard_worktree(&repo, &name, &self.step_tree_path(step))?;
+        let _refs = self.lock_refs();
         delete_reference(&repo, &names::temporary_branch(&self.run_id, step))
     }
 
@@ -230,14 +232,20 @@ pub(crate) fn discard_worktree(
     if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_dir_all(path).io_context("removing worktree", path)?;
     }
-    let Ok(worktree) = repo.find_worktree(name) else {
-        return Ok(());
-    };
-    let mut prune = WorktreePruneOptions::new();
-    prune.valid(true).locked(true);
-    worktree
-        .prune(Some(&mut prune))
-        .context(|| format!("pruning git's entry for worktree {name}"))
+    if let Ok(worktree) = repo.find_worktree(name) {
+        let mut prune = WorktreePruneOptions::new();
+        prune.valid(true).locked(true);
+        worktree
+            .prune(Some(&mut prune))
+            .context(|| format!("pruning git's entry for worktree {name}"))?;
+    }
+    // A worktree whose creation a crash cut short has an admin directory git does not
+    // recognise as a worktree (no gitdir file yet), and that blocks creating it again.
+    let admin = super::guard::common_dir(repo)?.join("worktrees").join(name);
+    if admin.exists() {
+        std::fs::remove_dir_all(&admin).io_context("removing git's entry", &admin)?;
+    }
+    Ok(())
 }
 
 /// Deletes a reference if it exists.
