@@ -110,6 +110,9 @@ pub fn prepare(
     } else if let Some(base) = known {
         base
     } else {
+        // No attempt of this step was journaled: a worktree left on disk is from a driver
+        // that died while making it, and its files cannot be trusted.
+        ws.remove_step_tree(&name).map_err(|e| e.to_string())?;
         let deps = dependency_results(session, node);
         match ws.merge_bases(&deps).map_err(|e| e.to_string())? {
             Ok(base) => base,

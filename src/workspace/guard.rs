@@ -38,6 +38,9 @@ const WORKTREE_FILES: &[&str] = &["config.worktree", "commondir", "gitdir"];
 impl Workspace {
     /// Snapshot of hooks/, config, info/ (and the worktree admin dir of the step) in the common git dir, to detect an agent writing there.
     pub fn guard(&self) -> Result<GitGuard, WorkspaceError> {
+        // Parallel steps' worktrees are created and removed under this lock: a snapshot
+        // never sees one half-made (which would read as an agent's change).
+        let _refs = self.lock_refs();
         let repo = self.repo()?;
         let common = common_dir(&repo)?;
         let mut files = BTreeMap::new();

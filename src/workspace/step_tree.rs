@@ -31,6 +31,7 @@ impl Workspace {
         if worktree_is_usable(&repo, &name, &path) {
             return Ok(tree);
         }
+        let _refs = self.lock_refs();
         discard_worktree(&repo, &name, &path)?;
         repo.find_commit(base)
             .context(|| format!("creating the worktree of step {step}: no commit {base}"))?;
@@ -39,7 +40,6 @@ impl Workspace {
 
         // libgit2 checks a worktree out on a branch; a temporary one, dropped once the
         // worktree's HEAD is detached, leaves no branch behind.
-        let _refs = self.lock_refs();
         let temporary = names::temporary_branch(&self.run_id, step);
         let reference = repo
             .reference(&temporary, base, true, "runbook: step worktree")
@@ -100,14 +100,15 @@ impl Workspace {
     pub fn remove_step_tree(&self, step: &str) -> Result<(), WorkspaceError> {
         let repo = self.repo()?;
         let name = names::step_worktree_name(&self.run_id, step);
-        discard_worktree(&repo, &name, &self.step_tree_path(step))?;
         let _refs = self.lock_refs();
+        discard_worktree(&repo, &name, &self.step_tree_path(step))?;
         delete_reference(&repo, &names::temporary_branch(&self.run_id, step))
     }
 
     /// Removes every worktree of this run (run worktree too) and prunes git's admin entries; the branch stays.
     pub fn remove_all(&self) -> Result<(), WorkspaceError> {
         let repo = self.repo()?;
+        let _refs = self.lock_refs();
         let run_name = names::run_worktree_name(&self.run_id);
         let step_prefix = names::step_worktree_prefix(&self.run_id);
         let listed = repo
@@ -174,6 +175,7 @@ impl Workspace {
     /// Removes every step worktree of this run, keeping the run's own worktree.
     pub fn remove_step_trees(&self) -> Result<(), WorkspaceError> {
         let repo = self.repo()?;
+        let _refs = self.lock_refs();
         let step_prefix = names::step_worktree_prefix(&self.run_id);
         let listed = repo
             .worktrees()
