@@ -145,6 +145,10 @@ struct State {
     /// The writer is parked on `work`; saves a wake-up syscall per append
     /// while it is busy syncing (which, under load, is most of the time).
     writer_idle: bool,
+    /// Something queued since the last commit needs committing: an `append`, or a
+    /// waiter on a deferred event. Deferred events alone never cause a commit; they
+    /// ride along with the next one someone needs.
+    wanted: bool,
 }
 
 /// Durability news published to async waiters.
@@ -219,6 +223,7 @@ impl Journal {
                 failed: None,
                 closing: false,
                 writer_idle: false,
+                wanted: false,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -271,6 +276,7 @@ impl Journal {
         st.pending.extend_from_slice(&line);
         st.last_seq += 1;
         let seq = st.last_seq;
+        st.wanted |= wake_writer;
         let wake = wake_writer && st.writer_idle;
         drop(st);
         if wake {
@@ -392,7 +398,10 @@ impl Journal {
     /// Rejects waiting for a sequence number nobody appended (it would never come).
     /// Wakes an idle writer that holds deferred lines someone now waits for.
     fn flush_deferred(&self, seq: u64) {
-        let st = lock(&self.shared.state);
+        let mut st = lock(&self.shared.state);
+        if st.durable < seq {
+            st.wanted = true;
+        }
         let wake = st.durable < seq && st.writer_idle && !st.pending.is_empty();
         drop(st);
         if wake {
@@ -490,7 +499,7 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
         }
         let batch_last = {
             let mut st = lock(&shared.state);
-            while st.pending.is_empty() && !st.closing {
+            while (st.pending.is_empty() || !st.wanted) && !st.closing {
                 st.writer_idle = true;
                 st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
                 st.writer_idle = false;
@@ -500,6 +509,7 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
                 break;
             }
             std::mem::swap(&mut batch, &mut st.pending);
+            st.wanted = false;
             st.last_seq
         };
         #[cfg(test)]
@@ -626,6 +636,50 @@ mod deferred_tests {
         journal.wait_durable_blocking(needed).unwrap();
         assert!(journal.durable_seq() >= deferred);
         assert_eq!(journal.sync_count(), syncs + 1, "one fsync for both lines");
+    }
+
+    #[test]
+    fn a_deferred_line_alone_is_not_committed_until_someone_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let journal = Journal::create(&path).unwrap();
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        let syncs = journal.sync_count();
+        let deferred = journal
+            .append_deferred(&serde_json::json!({"n": 2}))
+            .unwrap();
+        // Longer than the commit interval the writer sleeps after a commit.
+        std::thread::sleep(MIN_COMMIT_INTERVAL * 5);
+        assert_eq!(journal.sync_count(), syncs, "no commit for a deferred line");
+        journal.wait_durable_blocking(deferred).unwrap();
+        assert_eq!(journal.sync_count(), syncs + 1);
+        journal.close().unwrap();
+        assert_eq!(
+            read_events::<serde_json::Value>(&path)
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn closing_writes_deferred_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let journal = Journal::create(&path).unwrap();
+        journal
+            .append_deferred(&serde_json::json!({"n": 1}))
+            .unwrap();
+        journal.close().unwrap();
+        assert_eq!(
+            read_events::<serde_json::Value>(&path)
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -219,6 +219,21 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, false)
 }
 
+/// Writes a per-attempt record (`prompt.md`, `result.json`) in place: each attempt has a
+/// directory of its own, written once by one task, so there is no old version to keep
+/// and no concurrent writer; a crash mid-write leaves a short file in the directory of an
+/// attempt the journal does not show finished (and resume re-runs it under a new number).
+/// Saves the temporary file and the rename, a third of what a no-op step costs the
+/// filesystem.
+pub fn write_record(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
 fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     /// Distinguishes concurrent writers of the same file within this process.
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -293,7 +293,7 @@ async fn attempt_once(
         .step_attempt_dir(&n.name, attempt)
         .path()
         .to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_attempt_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let prompt_path = dir.join("prompt.md");
     let started = Instant::now();
 
@@ -320,7 +320,7 @@ async fn attempt_once(
     });
     let body = rendered.as_ref().map(|r| r.join("\n")).unwrap_or_default();
     let redacted = session.redactor.redact_str(&body);
-    crate::record::run_dir::write_replace(&prompt_path, redacted.as_bytes())
+    crate::record::run_dir::write_record(&prompt_path, redacted.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", prompt_path.display()))?;
     let prompt_sha256 = sha256_hex(body.as_bytes());
     // Nothing waits for a start to be durable: it rides the next commit.
@@ -582,6 +582,18 @@ async fn attempt_once(
         session,
     );
     Ok((result, started, ms))
+}
+
+/// Creates `steps/<step>/<attempt>/` with two mkdirs, not the failed one and the walk up
+/// that `create_dir_all` starts with for a new step.
+fn create_attempt_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if let Some(step) = dir.parent() {
+        match std::fs::create_dir(step) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::create_dir(dir)
 }
 
 /// How the workspace side of an attempt ended.
@@ -850,7 +862,7 @@ fn write_result(
         "run_branch": r.tip.map(|t| t.to_string()),
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    if let Err(e) = crate::record::run_dir::write_replace(&dir.join("result.json"), text.as_bytes())
+    if let Err(e) = crate::record::run_dir::write_record(&dir.join("result.json"), text.as_bytes())
     {
         session.progress.warn(&format!(
             "cannot write {}: {e}",
