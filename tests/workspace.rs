@@ -624,3 +624,49 @@ fn a_crash_after_any_journal_line_resumes_to_one_commit_per_step_on_the_branch()
         assert_eq!(snapshot(&t), before, "{context}: the user's tree changed");
     }
 }
+
+#[test]
+fn rollback_on_demand_resets_a_suspended_runs_branch() {
+    let t = repo(
+        Test::new()
+            .runbook(
+                r#"
+runbook later {
+  phase one {
+    step a { sh "echo a > a.txt" }
+    checkpoint wait { ask "Go on?" }
+  }
+}
+"#,
+            )
+            .write("README.md", "hello\n"),
+    );
+    t.command(&["run", RUNBOOK, "--no-input"]).code(3);
+    let branch = run_branch(&t);
+    let base = git(&t, &["rev-parse", "main"]);
+    assert_ne!(git(&t, &["rev-parse", &branch]), base, "a's commit landed");
+    let id = t.only_run().id;
+    t.command(&["rollback", &id]).code(0);
+    assert_eq!(git(&t, &["rev-parse", &branch]), base);
+    assert_eq!(git(&t, &["rev-parse", "main"]), base, "the user's branch never moves");
+}
+
+#[test]
+fn show_changes_as_json_lists_each_path_with_its_step_agent_and_commit() {
+    let t = repo(Test::new().runbook(PARALLEL).write("README.md", "hello\n"));
+    t.command(&["run", RUNBOOK]).code(0);
+    let run = t.only_run();
+    let out = t.command(&["show", &run.id, "--changes", "--format", "json"]);
+    out.code(0);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows = doc["changes"].as_array().unwrap();
+    let row = rows.iter().find(|r| r["path"] == "right/x.txt").unwrap();
+    assert_eq!(row["step"], "r");
+    assert_eq!(row["agent"], "right");
+    assert_eq!(row["kind"], "added");
+    assert_eq!(row["why"], "mkdir -p right && echo R > right/x.txt");
+    let commit = row["commit"].as_str().unwrap();
+    let trailers = git(&t, &["show", "-s", "--format=%(trailers:key=Runbook-Step,valueonly)", commit]);
+    assert_eq!(trailers.trim(), "r");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+}
