@@ -648,7 +648,11 @@ runbook later {
     let id = t.only_run().id;
     t.command(&["rollback", &id]).code(0);
     assert_eq!(git(&t, &["rev-parse", &branch]), base);
-    assert_eq!(git(&t, &["rev-parse", "main"]), base, "the user's branch never moves");
+    assert_eq!(
+        git(&t, &["rev-parse", "main"]),
+        base,
+        "the user's branch never moves"
+    );
 }
 
 #[test]
@@ -666,7 +670,60 @@ fn show_changes_as_json_lists_each_path_with_its_step_agent_and_commit() {
     assert_eq!(row["kind"], "added");
     assert_eq!(row["why"], "mkdir -p right && echo R > right/x.txt");
     let commit = row["commit"].as_str().unwrap();
-    let trailers = git(&t, &["show", "-s", "--format=%(trailers:key=Runbook-Step,valueonly)", commit]);
+    let trailers = git(
+        &t,
+        &[
+            "show",
+            "-s",
+            "--format=%(trailers:key=Runbook-Step,valueonly)",
+            commit,
+        ],
+    );
     assert_eq!(trailers.trim(), "r");
     assert_eq!(rows.len(), 3, "{rows:?}");
+}
+
+#[test]
+fn a_revised_step_builds_on_its_own_commit() {
+    let t = repo(
+        Test::new()
+            .runbook(
+                r#"
+runbook revised {
+  phase one {
+    step a { sh "if [ {{ feedback | length }} -gt 0 ]; then echo v2 > a.txt; else echo v1 > a.txt; fi" }
+    checkpoint look { show [diff] ask "Good?" revise a }
+  }
+}
+"#,
+            )
+            .write("README.md", "hello\n"),
+    );
+    t.command(&["run", RUNBOOK, "--no-input"]).code(3);
+    let id = t.only_run().id;
+    t.command(&["approve", &id, "look", "--revise", "make it v2"])
+        .code(0);
+    t.command(&["resume", &id, "--no-input"]).code(3);
+    t.command(&["approve", &id, "look"]).code(0);
+    t.command(&["resume", &id, "--no-input"]).code(0);
+    let branch = run_branch(&t);
+    assert_eq!(git(&t, &["show", &format!("{branch}:a.txt")]), "v2\n");
+    let commits: Vec<(String, String)> = t
+        .only_run()
+        .events_named("step_finished")
+        .iter()
+        .filter(|e| e["step"] == "a" && e["ok"] == true)
+        .map(|e| {
+            let c = e["commit"].as_str().unwrap().to_string();
+            let parent = git(&t, &["show", "-s", "--format=%P", &c])
+                .trim()
+                .to_string();
+            (c, parent)
+        })
+        .collect();
+    assert_eq!(commits.len(), 2);
+    assert_eq!(
+        commits[1].1, commits[0].0,
+        "the revision's parent is the first version"
+    );
 }

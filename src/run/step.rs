@@ -515,7 +515,14 @@ async fn attempt_once(
                     attempt,
                     prompt_sha256: &prompt_sha256,
                 };
-                tree::land(&session, &ws, &tree, &info).map(Finished::Landed)
+                let landed = tree::land(&session, &ws, &tree, &info)?;
+                if matches!(landed, tree::Landed::Merged { .. }) {
+                    // Its files are its commit now; a revise recreates the worktree there.
+                    // Keeping one checkout per running step, not per step of the run,
+                    // bounds disk use and what every `.git` snapshot has to read.
+                    ws.remove_step_tree(&tree.step).map_err(|e| e.to_string())?;
+                }
+                Ok(Finished::Landed(landed))
             })
             .await
             .unwrap_or_else(|e| Err(format!("committing the step panicked: {e}")))
