@@ -811,6 +811,39 @@ fn resume_refuses_a_runbook_edited_since_the_run_started() {
 // ── on_failure ──────────────────────────────────────────────────────────────────────
 
 #[test]
+fn no_step_starts_after_a_failure_that_rolls_back() {
+    // Steps waiting for a process slot when `first` fails must give up: nothing of them
+    // is started or recorded.
+    let t = Test::new()
+        .runbook(
+            r#"
+runbook halt {
+  phase one {
+    step first { sh "echo first >> ran; sleep 0.2; exit 1" }
+    step second { sh "echo second >> ran; sleep 0.2; exit 1" }
+    step third { sh "echo third >> ran; sleep 0.2; exit 1" }
+  }
+}
+"#,
+        )
+        .args(["run", RUNBOOK, "--jobs", "1"]);
+    t.run().code(1);
+    let run = t.only_run();
+    let started: Vec<String> = run
+        .events_named("step_started")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(t.read("ran"), format!("{}\n", started[0]));
+    for step in ["first", "second", "third"] {
+        if step != started[0] {
+            assert!(run.attempts(step).is_empty(), "{step} left a record");
+        }
+    }
+}
+
+#[test]
 fn on_failure_continue_lets_dependents_run() {
     let t = Test::new().runbook(
         r#"

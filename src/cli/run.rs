@@ -814,6 +814,8 @@ fn drive(
         workspace,
         git: std::sync::Mutex::new(run::tree::GitState::from_state(&state)),
         spec_sha256: spec.first().map(|s| s.sha256.clone()).unwrap_or_default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1))),
+        stopping: Default::default(),
         base_env: run::base_environment(),
         secrets,
         options,
@@ -1062,6 +1064,8 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             .first()
             .map(|s| s.sha256.clone())
             .unwrap_or_default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        stopping: Default::default(),
         workspace,
         base_env: run::base_environment(),
         secrets,

@@ -74,6 +74,13 @@ pub struct Session {
     pub git: std::sync::Mutex<tree::GitState>,
     /// sha256 of the runbook file, for the commit trailers.
     pub spec_sha256: String,
+    /// One permit per agent process allowed at once (`--jobs`). A step task prepares its
+    /// attempt before it holds one and records the result after it gave it back, so that
+    /// bookkeeping overlaps other steps' processes instead of sitting between them.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Set when the run stops scheduling (a failure that rolls back, a revise, Ctrl-C):
+    /// a step task still waiting for a permit then gives up without starting.
+    pub stopping: std::sync::atomic::AtomicBool,
     /// PATH, HOME and LANG of the interpreter.
     pub base_env: Vec<(String, String)>,
     /// Secret values by name.

@@ -83,6 +83,12 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
     let mut running = 0usize;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepReport>();
     let jobs = session.options.jobs.max(1);
+    // `--jobs` bounds processes (the slots); up to as many more step tasks prepare their
+    // attempt, or record their result, meanwhile.
+    let tasks = jobs.saturating_mul(2);
+    session
+        .stopping
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let mut interruption = Box::pin(interruption());
 
     loop {
@@ -183,7 +189,12 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                 }
             }
         }
-        while running < jobs && stop.is_none() && !restart && !interrupted {
+        if stop.is_some() || restart || interrupted {
+            session
+                .stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        while running < tasks && stop.is_none() && !restart && !interrupted {
             let Some(id) = queued.pop_front() else { break };
             spawn(session, state, id, &tx);
             running += 1;
@@ -290,6 +301,9 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                         Some(Err(s)) => stop = Some(s),
                         None => waiting.push(node.name.clone()),
                     }
+                }
+                StepEnd::NotStarted => {
+                    state.nodes.insert(node.name.clone(), NodeStatus::Pending);
                 }
                 StepEnd::Interrupted => interrupted = true,
                 StepEnd::JournalError(e) => return Err(format!("cannot write the journal: {e}")),

@@ -7,7 +7,7 @@ use super::event::{now, Event};
 use super::tree;
 use super::{Session, SHELL};
 use crate::agents::process::{run_process, ExitKind, ProcessOutcome, ProcessSpec};
-use crate::ir::{AgentKind, NodeId, Step};
+use crate::ir::{AgentKind, NodeId, OnFailure, Step};
 use crate::record::sha256_hex;
 use crate::workspace::StepTree;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub enum StepEnd {
     JournalError(String),
     /// Its commit conflicts with the run branch: a human decides. The text shows both sides.
     Conflict(super::state::ConflictRecord, String),
+    /// The run stopped scheduling while it waited for a process slot: nothing was started
+    /// or recorded, and it is pending again.
+    NotStarted,
 }
 
 /// What the scheduler gets back.
@@ -54,6 +57,11 @@ struct AttemptResult {
     tip: Option<git2::Oid>,
     /// Its commit conflicts with the run branch (and a description for the human).
     conflict: Option<(super::state::ConflictRecord, String)>,
+    /// It never got a process slot (the run stopped meanwhile).
+    not_started: bool,
+    /// The process slot, held until the attempt's end is in the journal: with `--jobs N`
+    /// the journal never shows more than N attempts between start and finish.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Runs `node` from attempt `first_attempt`, with `feedback` for it; `rebase` moves its
@@ -133,7 +141,17 @@ pub async fn run(
     let mut used = counted;
     loop {
         used += 1;
-        let result = attempt_once(&session, node, step, attempt, &feedback, tree.as_ref()).await;
+        let last = !(used < total && step.until.is_some());
+        let result = attempt_once(
+            &session,
+            node,
+            step,
+            attempt,
+            &feedback,
+            tree.as_ref(),
+            last,
+        )
+        .await;
         let result = match result {
             Ok(r) => r,
             Err(e) => {
@@ -144,6 +162,13 @@ pub async fn run(
                 }
             }
         };
+        if result.0.not_started {
+            return StepReport {
+                node,
+                end: StepEnd::NotStarted,
+                seq,
+            };
+        }
         if result.0.interrupted {
             return StepReport {
                 node,
@@ -167,7 +192,9 @@ pub async fn run(
             changes: r.changes.clone(),
             tip: r.tip.map(|t| t.to_string()),
         };
-        match journal(e) {
+        let appended = journal(e);
+        drop(r.slot);
+        match appended {
             Ok(s) => seq = s,
             Err(e) => {
                 return StepReport {
@@ -272,6 +299,7 @@ fn environment(
     env
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt_once(
     session: &Arc<Session>,
     node: NodeId,
@@ -279,12 +307,9 @@ async fn attempt_once(
     attempt: u32,
     feedback: &str,
     tree: Option<&StepTree>,
+    last: bool,
 ) -> Result<(AttemptResult, Instant, u64), String> {
     let workdir = tree.map_or_else(|| session.workdir.clone(), |t| t.path.clone());
-    let guard = match (&session.workspace, tree) {
-        (Some(ws), Some(_)) => Some(ws.guard().map_err(|e| e.to_string())?),
-        _ => None,
-    };
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
     let agent = runbook.agent(step.agent.expect("checked steps have agents"));
@@ -323,6 +348,23 @@ async fn attempt_once(
     crate::record::run_dir::write_record(&prompt_path, redacted.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", prompt_path.display()))?;
     let prompt_sha256 = sha256_hex(body.as_bytes());
+
+    // Everything above overlaps other steps' processes; from here on this attempt holds
+    // one of the `--jobs` slots until its outcome is known.
+    let Some(slot) = take_slot(session).await else {
+        // Nothing of it happened: no record of it either.
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = AttemptResult {
+            not_started: true,
+            ..Default::default()
+        };
+        return Ok((r, started, 0));
+    };
+    let started = Instant::now();
+    let guard = match (&session.workspace, tree) {
+        (Some(ws), Some(_)) => Some(ws.guard().map_err(|e| e.to_string())?),
+        _ => None,
+    };
     // Nothing waits for a start to be durable: it rides the next commit.
     session
         .journal
@@ -346,8 +388,10 @@ async fn attempt_once(
                 exit_code: None,
                 output: String::new(),
                 interrupted: false,
+                slot: Some(slot),
                 ..Default::default()
             };
+            stop_if_final(session, step, last, &r);
             let ms = started.elapsed().as_millis() as u64;
             write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
             return Ok((r, started, ms));
@@ -369,8 +413,10 @@ async fn attempt_once(
                         exit_code: None,
                         output: String::new(),
                         interrupted: false,
+                        slot: Some(slot),
                         ..Default::default()
                     };
+                    stop_if_final(session, step, last, &r);
                     let ms = started.elapsed().as_millis() as u64;
                     write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
                     return Ok((r, started, ms));
@@ -577,6 +623,9 @@ async fn attempt_once(
             }
         }
     }
+    // Before the slot is free: no step may start after a failure that ends the run.
+    stop_if_final(session, step, last, &result);
+    result.slot = Some(slot);
     let ms = started.elapsed().as_millis() as u64;
     write_result(
         &dir,
@@ -589,6 +638,32 @@ async fn attempt_once(
         session,
     );
     Ok((result, started, ms))
+}
+
+/// Stops the scheduling of new steps when this failed attempt ends the run (its last
+/// attempt, and the step rolls back on failure).
+fn stop_if_final(session: &Session, step: &Step, last: bool, result: &AttemptResult) {
+    if !result.ok && result.conflict.is_none() && last && step.on_failure == OnFailure::Rollback {
+        session
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits for a process slot; `None` when the run stops scheduling (or is interrupted)
+/// first.
+async fn take_slot(session: &Arc<Session>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let stopping = || session.stopping.load(std::sync::atomic::Ordering::SeqCst);
+    if stopping() || *session.cancel.borrow() {
+        return None;
+    }
+    let mut cancel = session.cancel.clone();
+    let permit = tokio::select! {
+        p = session.slots.clone().acquire_owned() => p.ok()?,
+        _ = cancel.wait_for(|c| *c) => return None,
+    };
+    // The run may have stopped while this one waited.
+    (!stopping()).then_some(permit)
 }
 
 /// Creates `steps/<step>/<attempt>/` with two mkdirs, not the failed one and the walk up
