@@ -989,6 +989,111 @@ runbook secretive {
     }
 }
 
+/// A value with a space, `/` and `+`, long enough for every base64 alignment.
+const ENCODED_SECRET: &str = "tok-3f9a very/secret+x";
+
+#[test]
+fn encoded_secrets_are_redacted_from_every_record() {
+    let t = Test::new();
+    let script = t.path().join("leak.sh");
+    let t = t
+        .env("TOKEN", ENCODED_SECRET)
+        .write(
+            "leak.sh",
+            r#"v=$(printf %s "$TOKEN")
+printf 'b64=%s\n' "$(printf %s "$v" | base64)"
+printf 'b64-misaligned=%s\n' "$(printf 'ab%s\n' "$v" | base64 | tr '+/' '-_' | tr -d '=')"
+printf 'hex=%s\n' "$(printf %s "$v" | od -An -tx1 | tr -d ' \n')"
+printf 'HEX=%s\n' "$(printf %s "$v" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)"
+printf 'url=%s\n' "$(printf %s "$v" | sed -e 's|+|%2B|g' -e 's| |+|g' -e 's|/|%2F|g')"
+printf 'pct=%s\n' "$(printf %s "$v" | od -An -tx1 | tr -d '\n' | tr ' ' '%')"
+printf 'ansi=\033[1m%s\033[31m%s\033[0m\n' "$(printf %s "$v" | cut -c1-5)" "$(printf %s "$v" | cut -c6-)"
+printf 'wrapped=%s\n' "$(printf %s "$v" | fold -w 7)"
+printf 'json={"token":"%s"}\n' "$(printf %s "$v" | sed 's|/|\\/|g')" >&2
+"#,
+        )
+        .runbook(&format!(
+            r#"
+runbook encodings {{
+  secret TOKEN
+  agent user uses shell {{ env [TOKEN] }}
+  phase one {{ step leak by user {{ sh "sh {}" }} }}
+}}
+"#,
+            script.display()
+        ));
+    t.run().code(0);
+    let run = t.only_run();
+    let stdout = run.attempt_file("leak", 1, "stdout.log");
+    for label in ["b64", "hex", "HEX", "url", "pct", "wrapped"] {
+        assert!(
+            stdout.contains(&format!("{label}=[redacted:TOKEN]")),
+            "{label} in:\n{stdout}"
+        );
+    }
+    // Colour codes around the value stay; the ones inside go with it.
+    assert!(
+        stdout.contains("ansi=\x1b[1m[redacted:TOKEN]\x1b[0m\n"),
+        "{stdout}"
+    );
+    // Of base64 that mixes the value with other bytes, only the characters that
+    // mix in the neighbours' bits stay.
+    assert!(
+        stdout.contains("b64-misaligned=YWJ[redacted:TOKEN]Cg\n"),
+        "{stdout}"
+    );
+    assert!(run
+        .attempt_file("leak", 1, "stderr.log")
+        .contains("json={\"token\":\"[redacted:TOKEN]\"}"));
+
+    let value = ENCODED_SECRET.as_bytes();
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let ansi_split = format!("{}\x1b[31m{}", &ENCODED_SECRET[..5], &ENCODED_SECRET[5..]);
+    let forbidden = [
+        ENCODED_SECRET.to_owned(),
+        hex.clone(),
+        hex.to_uppercase(),
+        "tok-3f9a+very%2Fsecret%2Bx".to_owned(),
+        "%74%6f%6b".to_owned(),
+        // base64 of the value, and the stable middle of `ab` + value (URL-safe).
+        "dG9rLTNmOWEgdmVyeS9zZWNyZXQreA".to_owned(),
+        "0b2stM2Y5YSB2ZXJ5L3NlY3JldCt4".to_owned(),
+        ansi_split,
+        ENCODED_SECRET[..7].to_owned() + "\n" + &ENCODED_SECRET[7..14],
+        "very\\/secret".to_owned(),
+    ];
+    let files = t.record_files();
+    assert!(!files.is_empty());
+    for (path, bytes) in files {
+        for leak in &forbidden {
+            assert!(
+                !bytes.windows(leak.len()).any(|w| w == leak.as_bytes()),
+                "{} holds {leak:?}:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_secret_shorter_than_4_characters_is_refused() {
+    let t = Test::new().env("TOKEN", "abc").runbook(
+        r#"
+runbook secretive {
+  secret TOKEN
+  agent user uses shell { env [TOKEN] }
+  phase one { step a by user { sh "true" } }
+}
+"#,
+    );
+    t.run()
+        .code(2)
+        .stderr_has("TOKEN")
+        .stderr_has("shorter than 4 characters");
+    assert!(!t.path().join(".runbook").exists());
+}
+
 #[test]
 fn a_missing_secret_is_a_usage_error() {
     let t = Test::new().runbook(

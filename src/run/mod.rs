@@ -175,7 +175,7 @@ pub fn secret_values(runbook: &crate::ir::Runbook) -> Result<HashMap<String, Str
             .iter()
             .any(|a| a.permissions.env.value.contains(&secret.name));
         match std::env::var(&secret.name) {
-            Ok(v) if v.len() >= 4 => {
+            Ok(v) if v.chars().count() >= 4 => {
                 out.insert(secret.name.clone(), v);
             }
             Ok(_) if needed => {
