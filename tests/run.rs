@@ -1182,6 +1182,39 @@ fn runs_shows_suspended_and_failed_runs() {
     assert!(line.contains("rejected"), "{line}");
 }
 
+#[test]
+fn runs_tells_a_live_run_from_a_crashed_one() {
+    let t = Test::new().runbook(
+        r#"
+runbook slow {
+  phase one {
+    step wait { sh "echo started > started; sleep 3" }
+  }
+}
+"#,
+    );
+    let mut running = t.spawn("live", &["run", RUNBOOK]);
+    t.wait_for_file("started");
+    let id = t.only_run().id;
+    let line = |t: &Test| {
+        let runs = t.command(&["runs"]);
+        runs.stdout
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line(&t).contains("running"), "{}", line(&t));
+    // Killed like a power cut: the journal says running, nobody drives it.
+    running.signal(libc::SIGKILL);
+    running.wait();
+    let crashed = line(&t);
+    assert!(crashed.contains("crashed"), "{crashed}");
+    t.command(&["show", &id])
+        .code(0)
+        .stdout_has("status crashed");
+}
+
 // ── the run lock ────────────────────────────────────────────────────────────────────
 
 fn lock_is_free(path: &std::path::Path) -> bool {

@@ -65,6 +65,15 @@ fn summarize(events: &[Event]) -> Summary {
     s
 }
 
+/// The status to show: a run whose journal says `running` but that no process holds
+/// (its driver was killed, or the machine went down) is `crashed`.
+fn shown_status(dir: &RunDir, s: &Summary) -> String {
+    if s.status == "running" && crate::record::lock::RunLock::acquire(dir.lock_file()).is_ok() {
+        return "crashed".into();
+    }
+    s.status.clone()
+}
+
 fn seconds_between(a: &str, b: &str) -> Option<f64> {
     let parse = |t: &str| -> Option<f64> {
         // YYYY-MM-DDTHH:MM:SS.mmmZ: same-day differences are enough for a listing, and
@@ -121,7 +130,7 @@ pub fn list() -> i32 {
             "{:<18} {:<24} {:<12} {:<25} {:>9}",
             id.as_str(),
             s.runbook,
-            s.status,
+            shown_status(&dir, &s),
             s.started,
             duration
         );
@@ -189,7 +198,7 @@ pub fn show(args: ShowArgs) -> i32 {
         let doc = serde_json::json!({
             "run_id": dir.id().as_str(),
             "runbook": s.runbook,
-            "status": s.status,
+            "status": shown_status(&dir, &s),
             "started": s.started,
             "ended": s.ended,
             "events": selected,
@@ -203,7 +212,7 @@ pub fn show(args: ShowArgs) -> i32 {
         "run {}  runbook {}  status {}  started {}",
         dir.id(),
         s.runbook,
-        s.status,
+        shown_status(&dir, &s),
         s.started
     );
     println!("records: {}", dir.path().display());
