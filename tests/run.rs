@@ -1333,6 +1333,23 @@ fn resume_after_sigkill_ends_the_step_the_dead_driver_left_running() {
     assert_eq!(run.attempts("slow"), [1, 2]);
 }
 
+#[test]
+fn rollback_after_sigkill_ends_the_step_the_dead_driver_left_running() {
+    let t = Test::new().runbook(SLEEPER);
+    let mut child = t.spawn("first", &["run", RUNBOOK]);
+    let step_pid: i32 = t.wait_for_file("slow.pid").trim().parse().unwrap();
+    child.signal(libc::SIGKILL);
+    child.wait();
+    assert!(!group_members(step_pid).is_empty());
+    let run = t.only_run();
+    t.command(&["rollback", &run.id])
+        .code(0)
+        .stderr_has("left running");
+    assert!(group_members(step_pid)
+        .iter()
+        .all(|&pid| proc_state(pid) == Some('Z')));
+}
+
 /// A process's state letter from /proc, or None once it is gone.
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

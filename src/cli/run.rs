@@ -1028,6 +1028,8 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // Compensations must not run beside step processes a dead driver left running.
+    end_leftovers(&dir, &state);
     let workspace = match reopen_workspace(&dir, &state, &journal) {
         Ok(ws) => ws,
         Err(e) => {
