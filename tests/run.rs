@@ -1312,16 +1312,22 @@ fn sigterm_interrupts_like_ctrl_c() {
     assert_eq!(t.read("marks"), "quick\nslow\nslow\nlast\n");
 }
 
-#[test]
-fn resume_after_sigkill_ends_the_step_the_dead_driver_left_running() {
-    let t = Test::new().runbook(SLEEPER);
+/// Starts SLEEPER and kills its interpreter with SIGKILL while `slow` runs; returns the
+/// pid of the step process left running.
+fn kill_driver_mid_step(t: &Test) -> i32 {
     let mut child = t.spawn("first", &["run", RUNBOOK]);
     let step_pid: i32 = t.wait_for_file("slow.pid").trim().parse().unwrap();
     child.signal(libc::SIGKILL);
     child.wait();
     // Nothing ended the step: its group runs on without its interpreter.
     assert!(!group_members(step_pid).is_empty());
+    step_pid
+}
 
+#[test]
+fn resume_after_sigkill_ends_the_step_the_dead_driver_left_running() {
+    let t = Test::new().runbook(SLEEPER);
+    let step_pid = kill_driver_mid_step(&t);
     let run = t.only_run();
     t.command(&["resume", &run.id])
         .code(0)
@@ -1336,11 +1342,7 @@ fn resume_after_sigkill_ends_the_step_the_dead_driver_left_running() {
 #[test]
 fn rollback_after_sigkill_ends_the_step_the_dead_driver_left_running() {
     let t = Test::new().runbook(SLEEPER);
-    let mut child = t.spawn("first", &["run", RUNBOOK]);
-    let step_pid: i32 = t.wait_for_file("slow.pid").trim().parse().unwrap();
-    child.signal(libc::SIGKILL);
-    child.wait();
-    assert!(!group_members(step_pid).is_empty());
+    let step_pid = kill_driver_mid_step(&t);
     let run = t.only_run();
     t.command(&["rollback", &run.id])
         .code(0)

@@ -95,10 +95,15 @@ pub fn content(
 }
 
 fn cap(s: &str) -> String {
-    if s.len() <= SHOW_CAP {
+    cap_at(s, SHOW_CAP)
+}
+
+/// The first `max` bytes of `s` (at a character boundary), saying how much was left out.
+pub fn cap_at(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_string();
     }
-    let mut end = SHOW_CAP;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -341,72 +346,73 @@ fn prompt(
     }
 }
 
-/// Asks what to do about a step whose commit conflicts with the run branch.
-pub fn conflict_prompt(step: &str, text: &str) -> (Option<Decision>, Option<String>) {
+/// One answer of a decision menu: its label, the decision (`None`: decide later), and
+/// the prompt for a comment it asks for.
+type Choice = (String, Option<Decision>, Option<&'static str>);
+
+/// Shows a menu of decisions; `(None, None)` means "decide later" (or no answer).
+fn choose(choices: &[Choice]) -> (Option<Decision>, Option<String>) {
     use dialoguer::{Input, Select};
-    eprintln!("\n━━ merge conflict: step {step} ━━\n{text}");
-    let items = [
-        format!("re-run {step} on top of the run branch, with the conflict as feedback"),
-        format!("re-run {step} with a comment too"),
-        "keep the run branch's side of the conflicting paths (ours)".to_string(),
-        format!("take {step}'s side of the conflicting paths (theirs)"),
-        "roll back and stop".to_string(),
-        "decide later (suspend the run)".to_string(),
-    ];
+    let labels: Vec<&str> = choices.iter().map(|(label, _, _)| label.as_str()).collect();
     let Ok(Some(i)) = Select::new()
         .with_prompt("decision")
-        .items(&items)
+        .items(&labels)
         .default(0)
         .interact_opt()
     else {
         return (None, None);
     };
-    match i {
-        0 => (Some(Decision::Approve), None),
-        1 => {
-            let c: String = Input::new()
-                .with_prompt("comment")
-                .interact_text()
-                .unwrap_or_default();
-            (Some(Decision::Revise), Some(c))
-        }
-        2 => (Some(Decision::Ours), None),
-        3 => (Some(Decision::Theirs), None),
-        4 => (Some(Decision::Reject), None),
-        _ => (None, None),
-    }
+    let (_, decision, comment) = &choices[i];
+    let comment = comment.map(|prompt| {
+        Input::<String>::new()
+            .with_prompt(prompt)
+            .interact_text()
+            .unwrap_or_default()
+    });
+    (*decision, comment)
+}
+
+/// Asks what to do about a step whose commit conflicts with the run branch.
+pub fn conflict_prompt(step: &str, text: &str) -> (Option<Decision>, Option<String>) {
+    eprintln!("\n━━ merge conflict: step {step} ━━\n{text}");
+    choose(&[
+        (
+            format!("re-run {step} on top of the run branch, with the conflict as feedback"),
+            Some(Decision::Approve),
+            None,
+        ),
+        (
+            format!("re-run {step} with a comment too"),
+            Some(Decision::Revise),
+            Some("comment"),
+        ),
+        (
+            "keep the run branch's side of the conflicting paths (ours)".into(),
+            Some(Decision::Ours),
+            None,
+        ),
+        (
+            format!("take {step}'s side of the conflicting paths (theirs)"),
+            Some(Decision::Theirs),
+            None,
+        ),
+        ("roll back and stop".into(), Some(Decision::Reject), None),
+        ("decide later (suspend the run)".into(), None, None),
+    ])
 }
 
 /// Asks what to do about a failed `on_failure escalate` step.
 pub fn escalate_prompt(step: &str, reason: &str) -> (Option<Decision>, Option<String>) {
-    use dialoguer::{Input, Select};
     eprintln!("\n━━ step {step} failed ━━\n{reason}");
-    let items = [
-        "retry",
-        "retry with a comment (feedback)",
-        "skip the step and go on",
-        "roll back and stop",
-        "decide later (suspend the run)",
-    ];
-    let Ok(Some(i)) = Select::new()
-        .with_prompt("decision")
-        .items(&items)
-        .default(0)
-        .interact_opt()
-    else {
-        return (None, None);
-    };
-    match i {
-        0 => (Some(Decision::Approve), None),
-        1 => {
-            let c: String = Input::new()
-                .with_prompt("feedback")
-                .interact_text()
-                .unwrap_or_default();
-            (Some(Decision::Revise), Some(c))
-        }
-        2 => (Some(Decision::Skip), None),
-        3 => (Some(Decision::Reject), None),
-        _ => (None, None),
-    }
+    choose(&[
+        ("retry".into(), Some(Decision::Approve), None),
+        (
+            "retry with a comment (feedback)".into(),
+            Some(Decision::Revise),
+            Some("feedback"),
+        ),
+        ("skip the step and go on".into(), Some(Decision::Skip), None),
+        ("roll back and stop".into(), Some(Decision::Reject), None),
+        ("decide later (suspend the run)".into(), None, None),
+    ])
 }

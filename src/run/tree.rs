@@ -353,7 +353,7 @@ pub fn conflict_feedback(ws: &Workspace, commit: &str, paths: &[String]) -> Stri
         if let Ok(parent) = ws.parent(oid) {
             if let Ok(diff) = ws.diff(parent, oid) {
                 text.push_str("\n\nYour earlier change was:\n");
-                text.push_str(&cap(&diff, 16 * 1024));
+                text.push_str(&super::checkpoint::cap_at(&diff, 16 * 1024));
             }
         }
     }
@@ -458,17 +458,6 @@ fn one_line(text: &str, max: usize) -> String {
     }
     let cut: String = line.chars().take(max.saturating_sub(1)).collect();
     format!("{cut}…")
-}
-
-fn cap(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n… ({} more bytes)\n", &s[..end], s.len() - end)
 }
 
 #[cfg(test)]
