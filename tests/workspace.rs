@@ -727,3 +727,33 @@ runbook revised {
         "the revision's parent is the first version"
     );
 }
+
+#[test]
+fn eol_attributes_do_not_make_untouched_files_look_changed() {
+    // With filters, a checkout would turn the stored LF into CRLF, and the step would seem
+    // to have rewritten a file it may not write. Worktrees hold files as stored.
+    let t = repo(
+        Test::new()
+            .runbook(
+                r#"
+runbook eol {
+  agent narrow uses shell { write ["b/**"] }
+  phase one {
+    step add by narrow { sh "mkdir -p b && echo new > b/new.txt" }
+  }
+}
+"#,
+            )
+            .write(".gitattributes", "*.txt text eol=crlf\n")
+            .write("a.txt", "stored with lf\n"),
+    );
+    t.command(&["run", RUNBOOK, "--no-input"]).code(0);
+    let run = t.only_run();
+    assert!(run.events_named("violation").is_empty());
+    let finished = &run.events_named("step_finished")[0];
+    assert_eq!(
+        finished["changes"].as_array().unwrap().len(),
+        1,
+        "{finished}"
+    );
+}

@@ -243,9 +243,7 @@ impl Workspace {
         let reference = repo
             .find_reference(&self.branch_ref())
             .context(|| format!("reading branch {}", self.branch))?;
-        let mut options = git2::WorktreeAddOptions::new();
-        options.reference(Some(&reference));
-        repo.worktree(&name, &self.run_worktree, Some(&options))
+        step_tree::add_unfiltered_worktree(&self.repo_root, &name, &self.run_worktree, &reference)
             .context(|| {
                 format!(
                     "creating the run worktree {} for {} (is the branch checked out elsewhere?)",
@@ -274,7 +272,8 @@ impl Workspace {
             .find_object(to, Some(git2::ObjectType::Commit))
             .context(|| format!("looking up commit {to}"))?;
         let mut checkout = git2::build::CheckoutBuilder::new();
-        checkout.force();
+        // Files as stored, like step worktrees (see `add_unfiltered_worktree`).
+        checkout.force().disable_filters(true);
         worktree
             .reset(&commit, ResetType::Hard, Some(&mut checkout))
             .context(|| format!("moving {} to {to}", self.branch))

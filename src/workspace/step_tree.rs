@@ -44,10 +44,7 @@ impl Workspace {
         let reference = repo
             .reference(&temporary, base, true, "runbook: step worktree")
             .context(|| format!("creating the temporary branch {temporary}"))?;
-        let mut options = git2::WorktreeAddOptions::new();
-        options.reference(Some(&reference));
-        let added = repo
-            .worktree(&name, &path, Some(&options))
+        let added = add_unfiltered_worktree(&self.repo_root, &name, &path, &reference)
             .context(|| format!("creating the worktree {} for step {step}", path.display()));
         let detached = added.and_then(|_| {
             let worktree = Repository::open(&path)
@@ -208,7 +205,10 @@ fn checkout_exactly(
     path: &Path,
 ) -> Result<(), WorkspaceError> {
     let mut checkout = git2::build::CheckoutBuilder::new();
-    checkout.force().remove_untracked(true);
+    checkout
+        .force()
+        .remove_untracked(true)
+        .disable_filters(true);
     worktree
         .checkout_tree(target, Some(&mut checkout))
         .context(|| format!("checking {} out in {}", target.id(), path.display()))
@@ -306,4 +306,57 @@ fn listed_under(repo_root: &Path, dir: &Path) -> Result<Vec<(String, PathBuf)>, 
         }
     }
     Ok(out)
+}
+
+/// `git worktree add` whose checkout applies no filters: files are written exactly as
+/// stored, the way step commits store them (no smudge and clean asymmetry), and libgit2
+/// skips its per-file `.gitattributes` lookup, which resolves every directory of the
+/// (deep) worktree path with `realpath` and was most of a step worktree's checkout time.
+/// git2 does not expose a worktree add's checkout options, hence the raw call.
+pub(crate) fn add_unfiltered_worktree(
+    repo_root: &Path,
+    name: &str,
+    path: &Path,
+    reference: &git2::Reference<'_>,
+) -> Result<(), git2::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| {
+        std::ffi::CString::new(bytes)
+            .map_err(|_| git2::Error::from_str("a path or name contains a NUL byte"))
+    };
+    let root = c(repo_root.as_os_str().as_bytes())?;
+    let name = c(name.as_bytes())?;
+    let path = c(path.as_os_str().as_bytes())?;
+    let mut options = git2::WorktreeAddOptions::new();
+    options.reference(Some(reference));
+    // SAFETY: `raw()` points at the initialised options struct owned by `options`, which
+    // outlives this copy; the copy's `reference` pointer stays valid as long as
+    // `reference` does, which outlives the call below.
+    let mut raw = unsafe { std::ptr::read(options.raw()) };
+    raw.checkout_options.disable_filters = 1;
+    let mut repo: *mut libgit2_sys::git_repository = std::ptr::null_mut();
+    // SAFETY: libgit2 is initialised (the caller opened the repository through git2);
+    // every pointer passed is valid for the call, and what libgit2 allocates is freed
+    // exactly once below.
+    unsafe {
+        let rc = libgit2_sys::git_repository_open(&mut repo, root.as_ptr());
+        if rc < 0 {
+            return Err(git2::Error::last_error(rc)
+                .unwrap_or_else(|| git2::Error::from_str("git_repository_open failed")));
+        }
+        let mut worktree: *mut libgit2_sys::git_worktree = std::ptr::null_mut();
+        let rc =
+            libgit2_sys::git_worktree_add(&mut worktree, repo, name.as_ptr(), path.as_ptr(), &raw);
+        let result = if rc < 0 {
+            Err(git2::Error::last_error(rc)
+                .unwrap_or_else(|| git2::Error::from_str("git_worktree_add failed")))
+        } else {
+            Ok(())
+        };
+        if !worktree.is_null() {
+            libgit2_sys::git_worktree_free(worktree);
+        }
+        libgit2_sys::git_repository_free(repo);
+        result
+    }
 }
