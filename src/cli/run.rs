@@ -354,6 +354,16 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The redactor of a run's secret values, shared by the journal, the logs and the terminal.
+fn redactor_for(secrets: &std::collections::HashMap<String, String>) -> Arc<Redactor> {
+    Arc::new(Redactor::new(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))
+}
+
 /// `runbook run FILE`.
 pub fn run(args: RunArgs) -> i32 {
     let (checked, map) = match load_checked(&args.file) {
@@ -473,12 +483,7 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let redactor = Arc::new(Redactor::new(
-        secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    ));
+    let redactor = redactor_for(&secrets);
     let journal = match Journal::create(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
         Err(e) => {
@@ -580,12 +585,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let redactor = Arc::new(Redactor::new(
-        secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    ));
+    let redactor = redactor_for(&secrets);
     let journal = match Journal::open_append(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
         Err(e) => {
@@ -1015,12 +1015,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         Err(code) => return code,
     };
     let secrets = run::secret_values(checked.runbook()).unwrap_or_default();
-    let redactor = Arc::new(Redactor::new(
-        secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    ));
+    let redactor = redactor_for(&secrets);
     let journal = match Journal::open_append(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
         Err(e) => {

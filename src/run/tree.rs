@@ -118,7 +118,9 @@ pub fn prepare(
             Ok(base) => base,
             Err(conflict) => {
                 return Err(format!(
-                    "the steps it depends on changed the same lines of {}; resolve that first",
+                    "the steps it depends on changed the same lines of {}, so there is no base \
+                     to start it from; make them touch different lines (or order them with \
+                     `after`), then start a new run",
                     conflict.paths.join(", ")
                 ))
             }
