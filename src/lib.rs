@@ -13,6 +13,7 @@ pub mod ir;
 pub mod plan;
 pub mod record;
 pub mod run;
+pub mod sandbox;
 pub mod stdlib;
 pub mod syntax;
 pub mod workspace;

@@ -397,6 +397,8 @@ runbook envs {
         "RUNBOOK_RUN_DIR",
         "RUNBOOK_RUN_ID",
         "RUNBOOK_STEP",
+        // The step's own temp dir, the one writable place outside its worktree.
+        "TMPDIR",
     ];
     for optional in ["HOME", "LANG"] {
         if std::env::var_os(optional).is_some() {

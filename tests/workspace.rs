@@ -188,7 +188,8 @@ runbook escape {{
     );
     let before = snapshot(&t);
     let base = git(&t, &["rev-parse", "HEAD"]);
-    let out = t.command(&["run", RUNBOOK, "--no-input"]);
+    // The check before commit, on its own: the OS sandbox would stop most attacks first.
+    let out = t.command(&["run", RUNBOOK, "--no-input", "--sandbox", "off"]);
     out.code(1);
     assert_eq!(snapshot(&t), before, "{attack}: the user's tree changed");
     let run = t.only_run();
@@ -213,6 +214,29 @@ runbook escape {{
     t.command(&["show", &run.id])
         .code(0)
         .stdout_has("VIOLATION");
+
+    // With the sandbox on, the same attack fails in the process itself or is caught
+    // before commit; either way nothing lands and the user's tree is unchanged.
+    let t = repo(
+        Test::new()
+            .runbook(&text)
+            .write("README.md", "hello\n")
+            .write("allowed/keep.txt", "keep\n")
+            .write("other/tool.sh", "echo tool\n"),
+    );
+    let before = snapshot(&t);
+    let base = git(&t, &["rev-parse", "HEAD"]);
+    t.command(&["run", RUNBOOK, "--no-input"]).code(1);
+    assert_eq!(
+        snapshot(&t),
+        before,
+        "{attack} (sandboxed): the user's tree changed"
+    );
+    assert_eq!(
+        git(&t, &["rev-parse", &run_branch(&t)]),
+        base,
+        "{attack} (sandboxed): something landed on the run branch"
+    );
 }
 
 #[test]
@@ -270,7 +294,8 @@ runbook readonly {
             )
             .write("README.md", "hello\n"),
     );
-    t.command(&["run", RUNBOOK, "--no-input"]).code(1);
+    t.command(&["run", RUNBOOK, "--no-input", "--sandbox", "off"])
+        .code(1);
     let run = t.only_run();
     assert_eq!(run.events_named("violation").len(), 1);
     assert_eq!(
@@ -298,7 +323,8 @@ runbook learn {
             )
             .write("README.md", "hello\n"),
     );
-    t.command(&["run", RUNBOOK, "--no-input"]).code(0);
+    t.command(&["run", RUNBOOK, "--no-input", "--sandbox", "off"])
+        .code(0);
     let branch = run_branch(&t);
     let files = git(&t, &["ls-tree", "-r", "--name-only", &branch]);
     assert!(files.contains("allowed/out.txt"), "{files}");
@@ -560,7 +586,10 @@ runbook crashy {
 #[test]
 fn a_crash_after_any_journal_line_resumes_to_one_commit_per_step_on_the_branch() {
     let clean = repo(Test::new().runbook(CRASHY).write("README.md", "hello\n"));
-    clean.command(&["run", RUNBOOK, "--jobs", "2"]).code(0);
+    // Steps count their runs in the run directory, which the sandbox keeps read-only.
+    clean
+        .command(&["run", RUNBOOK, "--jobs", "2", "--sandbox", "off"])
+        .code(0);
     let total = clean.only_run().events().len();
     let expected_f = git(&clean, &["show", &format!("{}:f.txt", run_branch(&clean))]);
     assert_eq!(expected_f, "a\na\nb\ne\n");
@@ -573,7 +602,7 @@ fn a_crash_after_any_journal_line_resumes_to_one_commit_per_step_on_the_branch()
                 .env("RUNBOOK_CRASH_AFTER_EVENTS", &n.to_string()),
         );
         let before = snapshot(&t);
-        let out = t.command(&["run", RUNBOOK, "--jobs", "2"]);
+        let out = t.command(&["run", RUNBOOK, "--jobs", "2", "--sandbox", "off"]);
         assert_eq!(
             out.code, None,
             "{context}: expected an abort\n{}",

@@ -129,6 +129,8 @@ pub struct ProcessSpec {
     pub filter: Option<Arc<dyn OutputFilter>>,
     /// Optionally forwards each output line to the terminal as it arrives.
     pub echo: Option<EchoTarget>,
+    /// The OS sandbox the child enters between fork and exec; `None` runs it unconfined.
+    pub sandbox: Option<Arc<crate::sandbox::Prepared>>,
 }
 
 impl ProcessSpec {
@@ -152,6 +154,7 @@ impl ProcessSpec {
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             filter: None,
             echo: None,
+            sandbox: None,
         }
     }
 }
@@ -173,6 +176,7 @@ impl fmt::Debug for ProcessSpec {
             .field("capture_limit", &self.capture_limit)
             .field("filter", &self.filter.is_some())
             .field("echo", &self.echo)
+            .field("sandbox", &self.sandbox.is_some())
             .finish()
     }
 }
@@ -305,14 +309,25 @@ pub async fn run_process(
         // pgid = child's pid: lets us signal the child and everything it forks at once.
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(sandbox) = spec.sandbox.clone() {
+        // SAFETY: `enter` only makes system calls on memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || sandbox.enter());
+        }
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
-                "cannot start `{}` in {}: {e}",
+                "cannot start `{}` in {}{}: {e}",
                 spec.program,
-                spec.cwd.display()
+                spec.cwd.display(),
+                if spec.sandbox.is_some() {
+                    " (in the sandbox)"
+                } else {
+                    ""
+                }
             ),
         )
     })?;

@@ -10,7 +10,7 @@ use crate::record::redact::Redactor;
 use crate::record::run_dir::{write_atomic, RunDir};
 use crate::record::run_id::RunId;
 use crate::run::context::{Context, Renderer};
-use crate::run::event::{now, Event, SpecFile};
+use crate::run::event::{now, Event, SandboxRecord, SpecFile};
 use crate::run::state::RunState;
 use crate::run::{self, Options, Outcome, Session};
 use crate::syntax::source::SourceMap;
@@ -48,6 +48,63 @@ pub struct DriveArgs {
     /// when that is safe: no local changes, and the branch has not moved on).
     #[arg(long)]
     merge: bool,
+    /// Confine every agent and shell process in the OS sandbox (`on`, the default for a
+    /// new run; a resumed run keeps what it was started with) or not (`off`, recorded).
+    #[arg(long, value_name = "on|off")]
+    sandbox: Option<SandboxArg>,
+}
+
+/// `--sandbox on|off`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxArg {
+    /// Confine every process; refuse to start where the machine cannot.
+    On,
+    /// Do not confine (recorded in the run's records and shown by `runbook show`).
+    Off,
+}
+
+impl From<SandboxArg> for crate::sandbox::Mode {
+    fn from(a: SandboxArg) -> Self {
+        match a {
+            SandboxArg::On => crate::sandbox::Mode::On,
+            SandboxArg::Off => crate::sandbox::Mode::Off,
+        }
+    }
+}
+
+/// Sets up the sandbox a session uses, failing closed: `Err` names what is missing and
+/// how to opt out.
+fn sandbox_for(
+    mode: crate::sandbox::Mode,
+) -> Result<(Option<crate::sandbox::Support>, SandboxRecord), String> {
+    use crate::sandbox::Mode;
+    match mode {
+        Mode::On => match crate::sandbox::probe() {
+            Ok(support) => Ok((Some(support), record_of(Some(support)))),
+            Err(e) => Err(format!(
+                "{e}\n  help: {}",
+                crate::sandbox::SandboxError::OPT_OUT
+            )),
+        },
+        Mode::Off => {
+            eprintln!("warning: --sandbox off: agent and shell processes are not confined (recorded in the run)");
+            Ok((None, record_of(None)))
+        }
+    }
+}
+
+/// What the records say of a session's sandbox.
+fn record_of(support: Option<crate::sandbox::Support>) -> SandboxRecord {
+    match support {
+        Some(s) => SandboxRecord {
+            mode: crate::sandbox::Mode::On,
+            layers: Some(s.describe()),
+        },
+        None => SandboxRecord {
+            mode: crate::sandbox::Mode::Off,
+            layers: None,
+        },
+    }
 }
 
 /// Arguments of `runbook run`.
@@ -85,6 +142,9 @@ pub struct ResumeArgs {
 pub struct RollbackArgs {
     /// The run id (or a unique prefix).
     run: String,
+    /// Confine the compensations in the OS sandbox (default: what the run recorded).
+    #[arg(long, value_name = "on|off")]
+    sandbox: Option<SandboxArg>,
 }
 
 /// Where run records live: the repository root, or the current directory outside git.
@@ -280,7 +340,50 @@ fn options(args: &DriveArgs) -> Options {
         identity: identity(args),
         live: std::io::stderr().is_terminal(),
         merge: args.merge,
+        sandbox: None,
+        sandbox_protect: Vec::new(),
+        sandbox_read: Vec::new(),
     }
+}
+
+/// Fills in what the sandbox protects and opens for every process of a run: the
+/// runbook's sources and the records stay read-only, git's own directory readable.
+fn confine_run(
+    options: &mut Options,
+    support: Option<crate::sandbox::Support>,
+    spec: &[SpecFile],
+    records_root: &Path,
+    workspace: Option<&crate::workspace::Workspace>,
+) {
+    options.sandbox = support;
+    options.sandbox_protect = spec
+        .iter()
+        .filter_map(|s| std::fs::canonicalize(&s.path).ok())
+        .collect();
+    options
+        .sandbox_protect
+        .push(crate::record::run_dir::runs_dir(records_root));
+    if let Some(ws) = workspace {
+        if let Ok(repo) = git2::Repository::open(ws.repo_root()) {
+            // A repository that is itself a linked worktree keeps its objects two levels up.
+            let git_dir = repo.path();
+            let common = if repo.is_worktree() {
+                git_dir.parent().and_then(Path::parent).unwrap_or(git_dir)
+            } else {
+                git_dir
+            };
+            options.sandbox_read.push(common.to_path_buf());
+        }
+    }
+}
+
+/// The sandbox a run was last driven with: runs recorded before the sandbox existed, and
+/// runs started with it, resume with it on.
+fn recorded_mode(state: &RunState) -> crate::sandbox::Mode {
+    state
+        .sandbox
+        .as_ref()
+        .map_or(crate::sandbox::Mode::On, |s| s.mode)
 }
 
 fn spec_files(checked: &CheckedRunbook, map: &SourceMap) -> Vec<SpecFile> {
@@ -316,6 +419,7 @@ struct RunMeta<'a> {
     workdir: &'a Path,
     head: Option<&'a str>,
     started: &'a str,
+    sandbox: &'a SandboxRecord,
 }
 
 /// Writes run.json (atomically) from what is known now.
@@ -341,6 +445,7 @@ fn write_run_json(
         "started": meta.started,
         "ended": ended,
         "status": status,
+        "sandbox": meta.sandbox,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     if let Err(e) = write_atomic(&dir.run_json(), text.as_bytes()) {
@@ -392,6 +497,18 @@ pub fn run(args: RunArgs) -> i32 {
         return super::dry_run::print(&checked, &params);
     }
     let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // Before anything is created: a run that cannot be confined leaves nothing behind.
+    let mode = args
+        .drive
+        .sandbox
+        .map_or(crate::sandbox::Mode::On, Into::into);
+    let (support, sandbox) = match sandbox_for(mode) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -503,6 +620,7 @@ pub fn run(args: RunArgs) -> i32 {
         workdir: &workdir,
         head: head.as_deref(),
         started: &started,
+        sandbox: &sandbox,
     };
     write_run_json(&dir, &checked, &meta, "running", None);
     let event = Event::RunStarted {
@@ -514,6 +632,7 @@ pub fn run(args: RunArgs) -> i32 {
         workdir: workdir.display().to_string(),
         head: head.clone(),
         branch: workspace.as_ref().map(|ws| ws.branch().to_string()),
+        sandbox: Some(sandbox.clone()),
     };
     if let Err(e) = journal.append(&event) {
         eprintln!("error: cannot write the journal: {e}");
@@ -535,7 +654,8 @@ pub fn run(args: RunArgs) -> i32 {
         );
     }
     let file = args.file.clone();
-    let options = options(&args.drive);
+    let mut options = options(&args.drive);
+    confine_run(&mut options, support, &spec, &root, workspace.as_deref());
     drive(
         checked, dir, journal, redactor, secrets, params, workdir, workspace, options, state, lock,
         &file, spec, head, started,
@@ -585,6 +705,17 @@ pub fn resume(args: ResumeArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let mode = args
+        .drive
+        .sandbox
+        .map_or_else(|| recorded_mode(&state), Into::into);
+    let (support, sandbox) = match sandbox_for(mode) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let redactor = redactor_for(&secrets);
     let journal = match Journal::open_append(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
@@ -596,6 +727,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
     if let Err(e) = journal.append(&Event::RunResumed {
         time: now(),
         pid: std::process::id(),
+        sandbox: Some(sandbox),
     }) {
         eprintln!("error: cannot write the journal: {e}");
         return EXIT_USAGE;
@@ -623,22 +755,17 @@ pub fn resume(args: ResumeArgs) -> i32 {
         |ws| ws.run_worktree().to_path_buf(),
     );
     let head = state.head.clone();
+    let mut options = options(&args.drive);
+    match records_root() {
+        Ok(root) => confine_run(&mut options, support, &spec, &root, workspace.as_deref()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    }
     drive(
-        checked,
-        dir,
-        journal,
-        redactor,
-        secrets,
-        params,
-        workdir,
-        workspace,
-        options(&args.drive),
-        state,
-        lock,
-        &file,
-        spec,
-        head,
-        started,
+        checked, dir, journal, redactor, secrets, params, workdir, workspace, options, state, lock,
+        &file, spec, head, started,
     )
 }
 
@@ -875,6 +1002,7 @@ fn drive(
         workdir: &session.workdir,
         head: head.as_deref(),
         started: &started,
+        sandbox: &record_of(session.options.sandbox),
     };
     write_run_json(
         &session.dir,
@@ -1015,6 +1143,16 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         Err(code) => return code,
     };
     let secrets = run::secret_values(checked.runbook()).unwrap_or_default();
+    let mode = args
+        .sandbox
+        .map_or_else(|| recorded_mode(&state), Into::into);
+    let (support, sandbox) = match sandbox_for(mode) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let redactor = redactor_for(&secrets);
     let journal = match Journal::open_append(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
@@ -1023,6 +1161,17 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    if state.sandbox.as_ref() != Some(&sandbox) {
+        // Only a change is worth a line: who confined the compensations must be known.
+        if let Err(e) = journal.append(&Event::RunResumed {
+            time: now(),
+            pid: std::process::id(),
+            sandbox: Some(sandbox),
+        }) {
+            eprintln!("error: cannot write the journal: {e}");
+            return EXIT_USAGE;
+        }
+    }
     // Compensations must not run beside step processes a dead driver left running.
     end_leftovers(&dir, &state);
     let workspace = match reopen_workspace(&dir, &state, &journal) {
@@ -1042,7 +1191,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         title: runbook.title.clone().unwrap_or_default(),
     };
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let session = Session {
+    let mut session = Session {
         progress: run::progress::Progress::new(false, redactor.clone()),
         checked,
         dir,
@@ -1075,11 +1224,28 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             identity: String::new(),
             live: false,
             merge: false,
+            sandbox: None,
+            sandbox_protect: Vec::new(),
+            sandbox_read: Vec::new(),
         },
         cancel,
         cancel_tx,
         views: Default::default(),
     };
+    let spec = state.spec.clone();
+    match records_root() {
+        Ok(root) => confine_run(
+            &mut session.options,
+            support,
+            &spec,
+            &root,
+            session.workspace.as_deref(),
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

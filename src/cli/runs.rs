@@ -223,18 +223,29 @@ pub fn show(args: ShowArgs) -> i32 {
                 file,
                 head,
                 branch,
+                sandbox,
                 ..
             } => format!(
-                "{time}  started {file}{}{}",
+                "{time}  started {file}{}{}{}",
                 head.as_deref()
                     .map(|h| format!(" at {}", &h[..h.len().min(12)]))
                     .unwrap_or_default(),
                 branch
                     .as_deref()
                     .map(|b| format!(" on branch {b}"))
+                    .unwrap_or_default(),
+                sandbox
+                    .as_ref()
+                    .map(|s| format!("; {}", s.describe()))
                     .unwrap_or_default()
             ),
-            Event::RunResumed { time, pid } => format!("{time}  resumed (pid {pid})"),
+            Event::RunResumed { time, pid, sandbox } => format!(
+                "{time}  resumed (pid {pid}){}",
+                sandbox
+                    .as_ref()
+                    .map(|s| format!("; {}", s.describe()))
+                    .unwrap_or_default()
+            ),
             Event::StepStarted {
                 time,
                 step,

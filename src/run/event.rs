@@ -74,6 +74,29 @@ impl Decision {
     }
 }
 
+/// How a run's processes were confined.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxRecord {
+    /// `on` or `off`.
+    pub mode: crate::sandbox::Mode,
+    /// The layers in force, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<String>,
+}
+
+impl SandboxRecord {
+    /// One phrase for `runbook show`.
+    pub fn describe(&self) -> String {
+        match (&self.mode, &self.layers) {
+            (crate::sandbox::Mode::On, Some(l)) => format!("sandbox on: {l}"),
+            (crate::sandbox::Mode::On, None) => "sandbox on".into(),
+            (crate::sandbox::Mode::Off, _) => {
+                "sandbox OFF (--sandbox off): processes were not confined".into()
+            }
+        }
+    }
+}
+
 /// One journal line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -97,13 +120,19 @@ pub enum Event {
         /// The run branch, when steps run in git worktrees.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         branch: Option<String>,
+        /// The OS sandbox (absent in runs recorded before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<SandboxRecord>,
     },
-    /// A process took over the run (a resume).
+    /// A process took over the run (a resume, or `runbook rollback`).
     RunResumed {
         /// When.
         time: String,
         /// Its pid.
         pid: u32,
+        /// The OS sandbox from here on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<SandboxRecord>,
     },
     /// An attempt of a step began.
     StepStarted {

@@ -3,6 +3,7 @@
 //! run can be rebuilt, resumed and audited from `events.jsonl` alone.
 
 pub mod checkpoint;
+pub mod confine;
 pub mod context;
 pub mod event;
 pub mod progress;
@@ -47,6 +48,14 @@ pub struct Options {
     pub live: bool,
     /// Fast-forward the user's branch to the run branch when the run succeeds.
     pub merge: bool,
+    /// The OS sandbox every agent and shell process runs in; `None` with `--sandbox off`.
+    pub sandbox: Option<crate::sandbox::Support>,
+    /// Paths no sandboxed process may change even inside its worktree: the runbook's
+    /// sources and the run records.
+    pub sandbox_protect: Vec<std::path::PathBuf>,
+    /// Paths every sandboxed process may read besides its agent's `read`: the git
+    /// repository's own directory, which tools like `git diff` need.
+    pub sandbox_read: Vec<std::path::PathBuf>,
 }
 
 /// Everything the scheduler and step tasks share during one process's drive of a run.

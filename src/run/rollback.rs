@@ -53,6 +53,16 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
     }
     let mut all_ok = true;
     let base = session.dir.path().join("rollback");
+    // Compensations run as the builtin shell, confined like any shell step to the
+    // worktree they run in.
+    let tmp = session.dir.path().join("tmp").join("rollback");
+    let shell = runbook.agent(crate::ir::SHELL);
+    let sandbox = super::confine::prepare(session, shell, &session.workdir, &tmp, &[])
+        .map_err(|e| format!("cannot confine the compensations: {e}"))?;
+    let mut env = session.base_env.clone();
+    if sandbox.is_some() {
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+    }
     let already = std::fs::read_dir(&base).map(|d| d.count()).unwrap_or(0);
     let mut n = already;
     let empty = std::collections::BTreeMap::new();
@@ -88,7 +98,7 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
                 program: SHELL.into(),
                 args: vec!["-c".into(), command.clone()],
                 cwd: session.workdir.clone(),
-                env: session.base_env.clone(),
+                env: env.clone(),
                 stdin: None,
                 stdout_path: dir.join("stdout.log"),
                 stderr_path: dir.join("stderr.log"),
@@ -96,6 +106,7 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
                 capture_limit: 4096,
                 filter: Some(session.filter.clone()),
                 echo: session.echo(&scope),
+                sandbox: sandbox.clone(),
             };
             // Compensation must finish even after Ctrl-C: it gets its own, never-set cancel.
             let (_keep, never) = tokio::sync::watch::channel(false);

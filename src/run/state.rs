@@ -104,6 +104,8 @@ pub struct RunState {
     pub workdir: String,
     /// The run branch, when steps run in git worktrees.
     pub branch: Option<String>,
+    /// The OS sandbox as last recorded (start or resume).
+    pub sandbox: Option<crate::run::event::SandboxRecord>,
     /// The commit the run branch started from.
     pub head: Option<String>,
     /// The commit each step's worktree is based on.
@@ -161,6 +163,7 @@ impl RunState {
                 workdir,
                 head,
                 branch,
+                sandbox,
                 ..
             } => {
                 self.params = params.clone();
@@ -168,10 +171,14 @@ impl RunState {
                 self.workdir = workdir.clone();
                 self.head = head.clone();
                 self.branch = branch.clone();
+                self.sandbox = sandbox.clone();
             }
-            Event::RunResumed { .. }
-            | Event::RunInterrupted { .. }
-            | Event::RunSuspended { .. } => {}
+            Event::RunResumed { sandbox, .. } => {
+                if sandbox.is_some() {
+                    self.sandbox = sandbox.clone();
+                }
+            }
+            Event::RunInterrupted { .. } | Event::RunSuspended { .. } => {}
             Event::StepStarted {
                 step,
                 attempt,

@@ -1,6 +1,7 @@
 //! One step through its attempts: render, run the agent, run the `until` check, check
 //! `produces`, and record every attempt.
 
+use super::confine;
 use super::context::{StepView, OUTPUT_CAP};
 use super::event::FileChange;
 use super::event::{now, Event};
@@ -397,8 +398,74 @@ async fn attempt_once(
             return Ok((r, started, ms));
         }
     };
-    let env = environment(session, agent, &n.name, attempt, &prompt_path);
+    let mut env = environment(session, agent, &n.name, attempt, &prompt_path);
     let timeout = runbook.step_timeout(step);
+    // What the rendered lines run must be in `exec`, whatever the templates made of them.
+    let mut to_check: Vec<&str> = match &agent.kind {
+        AgentKind::Shell => lines.iter().map(String::as_str).collect(),
+        AgentKind::Command { .. } => Vec::new(),
+    };
+    let rendered_until = step.until.as_ref().map(|until| {
+        session.with_views(|steps| {
+            session
+                .renderer
+                .render(&until.command, &session.context, steps, attempt, feedback)
+        })
+    });
+    if let Some(Ok(command)) = &rendered_until {
+        to_check.push(command);
+    }
+    let refused: Vec<String> = to_check
+        .iter()
+        .flat_map(|l| confine::disallowed_programs(agent, l))
+        .collect();
+    let tmp = session
+        .dir
+        .path()
+        .join("tmp")
+        .join(format!("{}-{attempt}", n.name));
+    let sandbox = if refused.is_empty() {
+        confine::prepare(
+            session,
+            agent,
+            &workdir,
+            &tmp,
+            std::slice::from_ref(&prompt_path),
+        )
+    } else {
+        Err(format!(
+            "not started: {} not in the `exec` list of agent `{}`",
+            refused
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            agent.name
+        ))
+    };
+    let sandbox = match sandbox {
+        Ok(s) => s,
+        Err(reason) => {
+            let r = AttemptResult {
+                ok: false,
+                reason: Some(reason),
+                exit_code: None,
+                output: String::new(),
+                interrupted: false,
+                slot: Some(slot),
+                ..Default::default()
+            };
+            stop_if_final(session, step, last, &r);
+            let ms = started.elapsed().as_millis() as u64;
+            write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
+            return Ok((r, started, ms));
+        }
+    };
+    if sandbox.is_some() {
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+    }
+    // The temp dir goes with the attempt, whichever way it ends.
+    let _tmp_guard = sandbox.is_some().then(|| TempDirGuard(tmp.clone()));
     let stdout_path = dir.join("stdout.log");
     let stderr_path = dir.join("stderr.log");
 
@@ -434,6 +501,7 @@ async fn attempt_once(
                 capture_limit: OUTPUT_CAP,
                 filter: Some(session.filter.clone()),
                 echo: session.echo(&n.name),
+                sandbox: sandbox.clone(),
             };
             run_process(spec, session.cancel.clone()).await
         }
@@ -447,6 +515,7 @@ async fn attempt_once(
                 &stderr_path,
                 timeout,
                 &n.name,
+                sandbox.clone(),
             )
             .await
         }
@@ -478,12 +547,7 @@ async fn attempt_once(
         }
     }
     if result.ok {
-        if let Some(until) = &step.until {
-            let check = session.with_views(|steps| {
-                session
-                    .renderer
-                    .render(&until.command, &session.context, steps, attempt, feedback)
-            });
+        if let Some(check) = rendered_until {
             match check {
                 Err(e) => {
                     result.ok = false;
@@ -502,6 +566,7 @@ async fn attempt_once(
                         capture_limit: 16 * 1024,
                         filter: Some(session.filter.clone()),
                         echo: None,
+                        sandbox: sandbox.clone(),
                     };
                     match run_process(spec, session.cancel.clone()).await {
                         Err(e) => {
@@ -718,6 +783,7 @@ async fn run_lines(
     stderr_path: &std::path::Path,
     timeout: Option<std::time::Duration>,
     step: &str,
+    sandbox: Option<Arc<crate::sandbox::Prepared>>,
 ) -> std::io::Result<ProcessOutcome> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut last: Option<ProcessOutcome> = None;
@@ -745,6 +811,7 @@ async fn run_lines(
             capture_limit: OUTPUT_CAP,
             filter: Some(session.filter.clone()),
             echo: session.echo(step),
+            sandbox: sandbox.clone(),
         };
         let o = run_process(spec, session.cancel.clone()).await?;
         if !single {
@@ -764,6 +831,15 @@ async fn run_lines(
     captured.truncate(floor_char_boundary(&captured, OUTPUT_CAP));
     o.stdout = captured;
     Ok(o)
+}
+
+/// Removes an attempt's temp dir when the attempt is over.
+struct TempDirGuard(std::path::PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -1,0 +1,127 @@
+//! The sandbox of one step attempt: its agent's permissions as paths, and the programs
+//! its lines start checked against `exec` before anything is spawned.
+
+use super::Session;
+use crate::ir::{Agent, Network};
+use crate::sandbox::policy::{lexical, minimal, reach};
+use crate::sandbox::{Net, Policy, Prepared};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The variable of `base_env` named `name`.
+fn var<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .base_env
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Where `program` is: as given when it has a slash (against `cwd`), else on the PATH.
+fn locate(program: &str, cwd: &Path, path_dirs: &[PathBuf]) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(lexical(&cwd.join(program)));
+    }
+    path_dirs
+        .iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The policy of a process `agent` runs in `workdir`, with `tmp` as its own temp dir.
+pub fn policy(
+    session: &Session,
+    agent: &Agent,
+    workdir: &Path,
+    tmp: &Path,
+    extra_read: &[PathBuf],
+) -> Policy {
+    let home = var(session, "HOME").map(PathBuf::from);
+    let path_dirs: Vec<PathBuf> = var(session, "PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    let perms = &agent.permissions;
+
+    let mut read: Vec<PathBuf> = perms
+        .read
+        .value
+        .iter()
+        .filter_map(|p| reach(&p.text, workdir, home.as_deref()))
+        .map(|p| lexical(&p))
+        .collect();
+    read.extend(path_dirs.iter().cloned());
+    read.extend(session.options.sandbox_read.iter().cloned());
+    read.extend(extra_read.iter().cloned());
+    if let crate::ir::AgentKind::Command { run } = &agent.kind {
+        if let Some(program) = crate::agents::process::split_command_line(run)
+            .ok()
+            .and_then(|argv| argv.into_iter().next())
+        {
+            read.extend(locate(&program, workdir, &path_dirs));
+        }
+    }
+
+    let mut write: Vec<PathBuf> = perms
+        .write
+        .value
+        .iter()
+        .filter_map(|p| reach(&p.text, workdir, home.as_deref()))
+        .map(|p| lexical(&p))
+        .collect();
+    for w in &write {
+        // A directory a glob names may not exist yet; inside the worktree it is made
+        // (git does not see empty directories), so that the step can fill it.
+        if w.starts_with(workdir) && !w.exists() {
+            let _ = std::fs::create_dir_all(w);
+        }
+    }
+    write.push(tmp.to_path_buf());
+
+    let mut protected = vec![workdir.join(".git")];
+    protected.extend(session.options.sandbox_protect.iter().cloned());
+
+    Policy {
+        cwd: workdir.to_path_buf(),
+        read: minimal(read),
+        write: minimal(write),
+        protected,
+        network: match &perms.network.value {
+            Network::On => Net::On,
+            // Until the allowlist proxy exists, a host list is enforced as no network:
+            // stricter than asked, never looser.
+            Network::Off | Network::Hosts(_) => Net::Off,
+        },
+    }
+}
+
+/// Prepares the sandbox of one attempt, or `None` with `--sandbox off`.
+pub fn prepare(
+    session: &Session,
+    agent: &Agent,
+    workdir: &Path,
+    tmp: &Path,
+    extra_read: &[PathBuf],
+) -> Result<Option<Arc<Prepared>>, String> {
+    let Some(support) = &session.options.sandbox else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(tmp)
+        .map_err(|e| format!("cannot create the step's temp dir {}: {e}", tmp.display()))?;
+    let policy = policy(session, agent, workdir, tmp, extra_read);
+    Prepared::new(&policy, support)
+        .map(|p| Some(Arc::new(p)))
+        .map_err(|e| e.to_string())
+}
+
+/// The programs of a rendered `sh` line or `until` check that the agent's `exec` does
+/// not allow: the static check sees templates, this sees what they rendered to.
+pub fn disallowed_programs(agent: &Agent, line: &str) -> Vec<String> {
+    crate::check::shell::programs(line)
+        .into_iter()
+        .filter(|p| !crate::check::shell::allowed(&p.word, &agent.permissions.exec.value))
+        .map(|p| p.word)
+        .collect()
+}

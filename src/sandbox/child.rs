@@ -1,0 +1,209 @@
+//! What runs in the child between fork and exec. Only system calls on buffers prepared
+//! by the parent: after a fork in a threaded program, allocating or locking could
+//! deadlock on a lock another thread held at the fork. Errors are bare errnos: that
+//! is all the standard library passes back from the child.
+
+use super::landlock;
+use super::seccomp::Filter;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The namespace layer: a private user, mount (and, without network, net) namespace in
+/// which everything is read-only but the writable roots, and the protected paths inside
+/// them are read-only again.
+#[derive(Debug)]
+pub struct Namespaces {
+    /// `CLONE_NEW*` flags for `unshare`.
+    pub flags: libc::c_int,
+    /// `/proc/self/uid_map` content: the caller's uid mapped to itself.
+    pub uid_map: Vec<u8>,
+    /// `/proc/self/gid_map` content.
+    pub gid_map: Vec<u8>,
+    /// Mounted read-write over the read-only tree.
+    pub writable: Vec<CString>,
+    /// Mounted read-only again inside the writable roots.
+    pub protected: Vec<CString>,
+    /// The working directory, entered again once its mount is the writable one.
+    pub cwd: CString,
+}
+
+/// Everything the child applies, prepared by the parent.
+#[derive(Debug)]
+pub struct Prepared {
+    pub(super) namespaces: Option<Namespaces>,
+    pub(super) ruleset: Option<OwnedFd>,
+    pub(super) filter: Filter,
+    pub(super) last_cap: libc::c_ulong,
+}
+
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn check(r: libc::c_long) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: valid C string; the descriptor is closed on every path.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let e = io::Error::last_os_error();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn bind(path: &CString) -> io::Result<()> {
+    // SAFETY: valid C strings; a bind mount of a path onto itself.
+    check(unsafe {
+        libc::mount(
+            path.as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    } as libc::c_long)
+}
+
+fn set_readonly(path: &std::ffi::CStr, readonly: bool, flags: libc::c_uint) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: if readonly { 0 } else { MOUNT_ATTR_RDONLY },
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: valid C string and attribute struct, alive for the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+}
+
+impl Namespaces {
+    fn enter(&self) -> io::Result<()> {
+        // SAFETY: unshare takes flags only; the child is single-threaded after fork.
+        check(unsafe { libc::unshare(self.flags) } as libc::c_long)?;
+        match write_file(c"/proc/self/setgroups", b"deny") {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            _ => {}
+        }
+        write_file(c"/proc/self/uid_map", &self.uid_map)?;
+        write_file(c"/proc/self/gid_map", &self.gid_map)?;
+        // SAFETY: valid C string; stops our mounts from propagating back to the host.
+        check(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        } as libc::c_long)?;
+        set_readonly(c"/", true, AT_RECURSIVE)?;
+        // Protected paths first: a writable root's recursive bind then carries their
+        // read-only mounts along, and only its own top mount is made writable.
+        for p in &self.protected {
+            bind(p)?;
+            set_readonly(p, true, AT_RECURSIVE)?;
+        }
+        for w in &self.writable {
+            bind(w)?;
+            set_readonly(w, false, 0)?;
+        }
+        // The old working directory is on the mount beneath the new ones.
+        // SAFETY: valid C string.
+        check(unsafe { libc::chdir(self.cwd.as_ptr()) } as libc::c_long)
+    }
+}
+
+impl Prepared {
+    /// Applies every layer to the calling (forked, not yet exec'd) process.
+    pub fn enter(&self) -> io::Result<()> {
+        if let Some(ns) = &self.namespaces {
+            ns.enter()?;
+        }
+        drop_capabilities(self.last_cap)?;
+        // SAFETY: plain prctl; required by both Landlock and seccomp for an unprivileged caller.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as libc::c_long)?;
+        if let Some(r) = &self.ruleset {
+            landlock::restrict_self(r.as_raw_fd())?;
+        }
+        self.filter.load()
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Leaves the process (root in its user namespace) nothing to regain at exec.
+fn drop_capabilities(last_cap: libc::c_ulong) -> io::Result<()> {
+    for cap in 0..=last_cap {
+        // SAFETY: plain prctl.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    // SAFETY: plain prctl.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    let header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and two data entries, as version 3 expects.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) })
+}
