@@ -786,3 +786,41 @@ runbook eol {
         "{finished}"
     );
 }
+
+/// An agent that points `core.hooksPath` at some directory gets the config restored;
+/// that directory is neither scanned nor cleaned (restoring it once deleted every file
+/// created there during the step).
+#[test]
+fn a_hooks_path_pointed_elsewhere_is_undone_without_touching_that_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let e = elsewhere.path().display();
+    let text = format!(
+        r#"
+runbook hookpath {{
+  agent narrow uses shell {{ write ["allowed/**"] }}
+  phase one {{
+    step attack by narrow {{ sh "git config core.hooksPath {e} && echo mine > {e}/made-during-the-step" }}
+  }}
+}}
+"#
+    );
+    let t = repo(Test::new().runbook(&text).write("README.md", "hello\n"));
+    t.command(&["run", RUNBOOK, "--no-input", "--sandbox", "off"])
+        .code(1);
+    assert!(elsewhere.path().join("made-during-the-step").exists());
+    let out = Command::new("git")
+        .args(["config", "--get", "core.hooksPath"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "core.hooksPath is still set");
+    let run = t.only_run();
+    let violations = run.events_named("violation");
+    assert!(
+        violations[0]["paths"][0]["path"]
+            .as_str()
+            .unwrap()
+            .contains(".git/config"),
+        "{violations:?}"
+    );
+}

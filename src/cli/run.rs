@@ -360,9 +360,11 @@ fn confine_run(
         .iter()
         .filter_map(|s| std::fs::canonicalize(&s.path).ok())
         .collect();
+    let runs = crate::record::run_dir::runs_dir(records_root);
+    // All of `.runbook`, not only the runs: nothing planted beside them either.
     options
         .sandbox_protect
-        .push(crate::record::run_dir::runs_dir(records_root));
+        .push(runs.parent().map_or(runs.clone(), Path::to_path_buf));
     if let Some(ws) = workspace {
         if let Ok(repo) = git2::Repository::open(ws.repo_root()) {
             // A repository that is itself a linked worktree keeps its objects two levels up.

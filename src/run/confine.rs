@@ -53,6 +53,13 @@ pub fn policy(
         .map(|p| lexical(&p))
         .collect();
     read.extend(path_dirs.iter().cloned());
+    // The worktree's `.git` pointer, so that git works in it (it stays read-only), and
+    // the user's git config: git refuses to run at all when it exists but is unreadable.
+    read.push(workdir.join(".git"));
+    if let Some(home) = &home {
+        read.push(home.join(".gitconfig"));
+        read.push(home.join(".config/git"));
+    }
     read.extend(session.options.sandbox_read.iter().cloned());
     read.extend(extra_read.iter().cloned());
     if let crate::ir::AgentKind::Command { run } = &agent.kind {

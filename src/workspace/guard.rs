@@ -18,6 +18,10 @@ pub struct GitGuard {
     /// an agent's write to a hook can be undone: a planted hook would otherwise run at
     /// the user's next commit.
     saved: BTreeMap<String, (PathBuf, Saved)>,
+    /// `core.hooksPath` outside the common dir, as the user's config had it. A later
+    /// snapshot looks there, never where an agent's edit of the config points: that
+    /// could be any directory, and restoring it would delete what is new in it.
+    hooks: Option<PathBuf>,
 }
 
 /// A guarded file's content and kind, as it was.
@@ -38,6 +42,14 @@ const WORKTREE_FILES: &[&str] = &["config.worktree", "commondir", "gitdir"];
 impl Workspace {
     /// Snapshot of hooks/, config, info/ (and the worktree admin dir of the step) in the common git dir, to detect an agent writing there.
     pub fn guard(&self) -> Result<GitGuard, WorkspaceError> {
+        let repo = self.repo()?;
+        let common = common_dir(&repo)?;
+        let hooks = hooks_path(&repo, &self.repo_root).filter(|h| !h.starts_with(&common));
+        self.guard_files(hooks)
+    }
+
+    /// The snapshot, with hooks outside the common dir looked for in `hooks`.
+    fn guard_files(&self, hooks: Option<PathBuf>) -> Result<GitGuard, WorkspaceError> {
         // Parallel steps' worktrees are created and removed under this lock: a snapshot
         // never sees one half-made (which would read as an agent's change).
         let _refs = self.lock_refs();
@@ -67,28 +79,30 @@ impl Workspace {
                 }
             }
         }
-        if let Some(hooks) = hooks_path(&repo, &self.repo_root) {
-            if !hooks.starts_with(&common) {
-                let label = hooks.display().to_string();
-                let mut outside = BTreeMap::new();
-                record_tree(&hooks, &label, &mut outside)?;
-                for label in outside.keys() {
-                    let path = PathBuf::from(label);
-                    if let Some(content) = save(&path)? {
-                        saved.insert(label.clone(), (path, content));
-                    }
+        if let Some(hooks) = &hooks {
+            let label = hooks.display().to_string();
+            let mut outside = BTreeMap::new();
+            record_tree(hooks, &label, &mut outside)?;
+            for label in outside.keys() {
+                let path = PathBuf::from(label);
+                if let Some(content) = save(&path)? {
+                    saved.insert(label.clone(), (path, content));
                 }
-                files.extend(outside);
             }
+            files.extend(outside);
         }
-        Ok(GitGuard { files, saved })
+        Ok(GitGuard {
+            files,
+            saved,
+            hooks,
+        })
     }
 
     /// Puts the hooks, config and `info/` files back as `before` saw them: changed ones
     /// rewritten, deleted ones recreated, created ones removed. Worktree admin files are
     /// left alone (git owns them). Returns the labels it restored.
     pub fn restore_guarded(&self, before: &GitGuard) -> Result<Vec<String>, WorkspaceError> {
-        let after = self.guard()?;
+        let after = self.guard_files(before.hooks.clone())?;
         let mut restored = Vec::new();
         for (label, (path, content)) in &before.saved {
             if after.saved.get(label).map(|(_, c)| c) == Some(content) {
@@ -118,7 +132,13 @@ impl Workspace {
             if before.saved.contains_key(label) {
                 continue;
             }
-            std::fs::remove_file(path).io_context("removing", path)?;
+            // A parallel step restoring the same shared file may have removed it first.
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).io_context("removing", path);
+                }
+                _ => {}
+            }
             restored.push(label.clone());
         }
         Ok(restored)
@@ -126,7 +146,7 @@ impl Workspace {
 
     /// Paths under .git that differ from the snapshot (as Violations), restoring nothing.
     pub fn guard_violations(&self, before: &GitGuard) -> Result<Vec<Violation>, WorkspaceError> {
-        let after = self.guard()?;
+        let after = self.guard_files(before.hooks.clone())?;
         let labels: BTreeSet<&String> = before.files.keys().chain(after.files.keys()).collect();
         let mut found = Vec::new();
         for label in labels {
