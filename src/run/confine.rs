@@ -86,6 +86,10 @@ pub fn policy(
         }
     }
     write.push(tmp.to_path_buf());
+    // The run's shared scratch space: outputs that are neither committed nor records.
+    let artifacts = artifacts_dir(session);
+    let _ = std::fs::create_dir_all(&artifacts);
+    write.push(artifacts);
 
     let mut protected = vec![workdir.join(".git")];
     protected.extend(session.options.sandbox_protect.iter().cloned());
@@ -102,6 +106,12 @@ pub fn policy(
             Network::Off | Network::Hosts(_) => Net::Off,
         },
     }
+}
+
+/// `<run dir>/artifacts`: where steps may leave files for later steps or for people
+/// (a build, a package) outside the worktree; the rest of the run directory is records.
+pub fn artifacts_dir(session: &Session) -> PathBuf {
+    session.dir.path().join("artifacts")
 }
 
 /// Prepares the sandbox of one attempt, or `None` with `--sandbox off`.
