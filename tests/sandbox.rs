@@ -11,6 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,8 +96,10 @@ fn stats(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, String> {
 struct Listeners {
     tcp_port: u16,
     udp_port: u16,
+    abstract_name: String,
     tcp_hits: Arc<AtomicUsize>,
     udp_hits: Arc<AtomicUsize>,
+    unix_hits: Arc<AtomicUsize>,
 }
 
 impl Listeners {
@@ -106,9 +109,14 @@ impl Listeners {
         let l = Listeners {
             tcp_port: tcp.local_addr().unwrap().port(),
             udp_port: udp.local_addr().unwrap().port(),
+            abstract_name: format!("runbook-test-{}", std::process::id()),
             tcp_hits: Arc::default(),
             udp_hits: Arc::default(),
+            unix_hits: Arc::default(),
         };
+        use std::os::linux::net::SocketAddrExt;
+        let name = std::os::unix::net::SocketAddr::from_abstract_name(&l.abstract_name).unwrap();
+        l.serve_unix(UnixListener::bind_addr(&name).unwrap());
         let hits = l.tcp_hits.clone();
         std::thread::spawn(move || {
             for stream in tcp.incoming().flatten() {
@@ -126,6 +134,16 @@ impl Listeners {
             }
         });
         l
+    }
+
+    /// Counts connections to a unix socket (by path or abstract).
+    fn serve_unix(&self, listener: UnixListener) {
+        let hits = self.unix_hits.clone();
+        std::thread::spawn(move || {
+            for _ in listener.incoming().flatten() {
+                hits.fetch_add(1, Ordering::SeqCst);
+            }
+        });
     }
 
     fn hits(&self) -> (usize, usize) {
@@ -158,10 +176,10 @@ fn attacks(repo: &Path, l: &Listeners) -> Vec<(&'static str, String)> {
         ("mkdir", "mkdir @O/dir".into()),
         ("symlink", "ln -s /etc/passwd @O/link".into()),
         ("hardlink_in", "ln @O/file.txt allowed/hard".into()),
-        ("hardlink_out", "ln allowed/keep.txt @O/hard".into()),
+        ("hardlink_out", "ln allowed/linkout.txt @O/hard".into()),
         ("unlink", "rm @O/file.txt".into()),
         ("rmdir", "rmdir @O/emptydir".into()),
-        ("rename_out", "mv allowed/keep.txt @O/moved.txt".into()),
+        ("rename_out", "mv allowed/moveout.txt @O/moved.txt".into()),
         ("rename_in", "mv @O/file.txt allowed/stolen.txt".into()),
         ("chmod", "chmod 777 @O/file.txt".into()),
         ("chown", "chown 1:1 @O/file.txt".into()),
@@ -206,6 +224,14 @@ fn attacks(repo: &Path, l: &Listeners) -> Vec<(&'static str, String)> {
             format!("{py} -c 'import ctypes, sys; r = ctypes.CDLL(None).syscall(425, 8, ctypes.create_string_buffer(120)); sys.exit(0 if r >= 0 else 1)'"),
         ),
         ("user_namespace", "unshare -r true".into()),
+        (
+            "unix_socket",
+            format!("{py} -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"@O/sock\")'"),
+        ),
+        (
+            "abstract_socket",
+            format!("{py} -c 'import socket; socket.socket(socket.AF_UNIX).connect(chr(0) + \"{}\")'", l.abstract_name),
+        ),
     ]
 }
 
@@ -273,6 +299,10 @@ fn project() -> Test {
     Test::new()
         .write("README.md", "hello\n")
         .write("allowed/keep.txt", "keep\n")
+        // Files of their own for the attacks that take one out: in the control run,
+        // where they succeed, they must not conflict with the allowed writes.
+        .write("allowed/linkout.txt", "link me out\n")
+        .write("allowed/moveout.txt", "move me out\n")
         .write("allowed/trunc.txt", "trunc\n")
         .write("allowed/trunc2.txt", "trunc\n")
         .write("allowed/movable.txt", "move me\n")
@@ -314,6 +344,7 @@ fn every_attack_is_blocked_and_every_allowed_write_succeeds() {
     let t = repo(project());
     let mut steps = attacks(t.path(), &listeners);
     outside_targets(outside.path(), &mut steps);
+    listeners.serve_unix(UnixListener::bind(outside.path().join("unix_socket/sock")).unwrap());
     let attack_names: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
     steps.extend(ALLOWED.iter().map(|(n, c)| (*n, c.to_string())));
     let t = t.runbook(&runbook(&steps));
@@ -349,6 +380,7 @@ fn every_attack_is_blocked_and_every_allowed_write_succeeds() {
         "the user's tree changed"
     );
     assert_eq!(listeners.hits(), (0, 0), "a listener was reached");
+    assert_eq!(listeners.unix_hits.load(Ordering::SeqCst), 0);
     // The allowed writes landed on the run branch.
     let branch = t.last_run().events_named("run_started")[0]["branch"]
         .as_str()
@@ -386,6 +418,7 @@ fn every_attack_is_blocked_and_every_allowed_write_succeeds() {
         "attacks that fail even without the sandbox prove nothing: {harmless:?}"
     );
     assert!(listeners.hits().0 > 0 && listeners.hits().1 > 0);
+    assert_eq!(listeners.unix_hits.load(Ordering::SeqCst), 2);
     t.command(&["show", &t.last_run().id])
         .code(0)
         .stdout_has("sandbox OFF");
@@ -493,6 +526,7 @@ runbook simple {
         write: vec![t.path().to_path_buf()],
         protected: vec![],
         network: Net::Off,
+        home: None,
     };
     let prepared = Arc::new(Prepared::new(&policy, &support).unwrap());
     let confined = |args: &[&str]| {

@@ -789,7 +789,8 @@ runbook eol {
 
 /// An agent that points `core.hooksPath` at some directory gets the config restored;
 /// that directory is neither scanned nor cleaned (restoring it once deleted every file
-/// created there during the step).
+/// created there during the step), also by a step that started while the poisoned
+/// config was in place (which once took it as its starting point and put it back).
 #[test]
 fn a_hooks_path_pointed_elsewhere_is_undone_without_touching_that_directory() {
     let elsewhere = tempfile::tempdir().unwrap();
@@ -799,14 +800,23 @@ fn a_hooks_path_pointed_elsewhere_is_undone_without_touching_that_directory() {
 runbook hookpath {{
   agent narrow uses shell {{ write ["allowed/**"] }}
   phase one {{
-    step attack by narrow {{ sh "git config core.hooksPath {e} && echo mine > {e}/made-during-the-step" }}
+    step attack by narrow {{ sh "git config core.hooksPath {e} && echo mine > {e}/made-during-the-step && sleep 1" }}
+    step bystander by narrow {{ sh "sleep 0.4 && mkdir -p allowed && echo ok > allowed/ok.txt" }}
   }}
 }}
 "#
     );
     let t = repo(Test::new().runbook(&text).write("README.md", "hello\n"));
-    t.command(&["run", RUNBOOK, "--no-input", "--sandbox", "off"])
-        .code(1);
+    t.command(&[
+        "run",
+        RUNBOOK,
+        "--no-input",
+        "--sandbox",
+        "off",
+        "--jobs",
+        "2",
+    ])
+    .code(1);
     assert!(elsewhere.path().join("made-during-the-step").exists());
     let out = Command::new("git")
         .args(["config", "--get", "core.hooksPath"])
@@ -816,6 +826,8 @@ runbook hookpath {{
     assert!(!out.status.success(), "core.hooksPath is still set");
     let run = t.only_run();
     let violations = run.events_named("violation");
+    // Which of two parallel steps is blamed depends on which finishes first: the common
+    // dir is shared, and only the OS sandbox stops the write itself (docs/security.md).
     assert!(
         violations[0]["paths"][0]["path"]
             .as_str()

@@ -95,6 +95,7 @@ pub fn policy(
     protected.extend(session.options.sandbox_protect.iter().cloned());
 
     Policy {
+        home,
         cwd: workdir.to_path_buf(),
         read: minimal(read),
         write: minimal(write),

@@ -24,6 +24,10 @@ pub struct Namespaces {
     pub writable: Vec<CString>,
     /// Mounted read-only again inside the writable roots.
     pub protected: Vec<CString>,
+    /// Unix sockets of other programs (a tmux server, ssh-agent, docker, D-Bus), each
+    /// covered with `/dev/null` so that connecting finds no socket: Landlock does not
+    /// govern connecting to a socket by path.
+    pub masked_sockets: Vec<CString>,
     /// The working directory, entered again once its mount is the writable one.
     pub cwd: CString,
 }
@@ -127,6 +131,25 @@ impl Namespaces {
             )
         } as libc::c_long)?;
         set_readonly(c"/", true, AT_RECURSIVE)?;
+        for socket in &self.masked_sockets {
+            // SAFETY: valid C strings; a file bind mount over the socket.
+            let r = unsafe {
+                libc::mount(
+                    c"/dev/null".as_ptr(),
+                    socket.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                // Gone since the parent looked: nothing to hide.
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
+            }
+        }
         // Protected paths first: a writable root's recursive bind then carries their
         // read-only mounts along, and only its own top mount is made writable.
         for p in &self.protected {

@@ -80,6 +80,8 @@ pub struct Policy {
     pub protected: Vec<PathBuf>,
     /// Its network.
     pub network: Net,
+    /// The user's home, where sockets (gpg-agent, ssh) are looked for too.
+    pub home: Option<PathBuf>,
 }
 
 /// What the kernel offers, probed once per process.
@@ -160,6 +162,7 @@ fn probe_uncached() -> Result<Support, String> {
         write: vec![dir],
         protected: vec![],
         network: Net::Off,
+        home: None,
     };
     let full = Prepared::new(&policy, &support).map_err(|e| e.to_string())?;
     if let Err(e) = trial(full) {
@@ -209,6 +212,48 @@ fn last_cap() -> libc::c_ulong {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63)
+}
+
+/// Where other programs keep their unix sockets, and how deep to look.
+const SOCKET_DIRS: &[(&str, usize)] = &[("/tmp", 3), ("/var/tmp", 2), ("/run", 4), ("/dev/shm", 2)];
+
+/// The unix sockets outside `roots` that a sandboxed process could connect to.
+fn foreign_sockets(roots: &[&Path], home: Option<&Path>) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    fn walk(dir: &Path, depth: usize, roots: &[&Path], budget: &mut usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            let path = entry.path();
+            // The agent's own places: its sockets there are its own.
+            if roots.iter().any(|r| path.starts_with(r)) {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_socket() {
+                out.push(path);
+            } else if kind.is_dir() && depth > 1 {
+                walk(&path, depth - 1, roots, budget, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    // A bound on the work per process start, whatever lies in /tmp.
+    let mut budget = 20_000;
+    for (dir, depth) in SOCKET_DIRS {
+        walk(Path::new(dir), *depth, roots, &mut budget, &mut out);
+    }
+    if let Some(home) = home {
+        walk(home, 3, roots, &mut budget, &mut out);
+    }
+    out
 }
 
 fn cstring(path: &Path) -> io::Result<CString> {
@@ -263,6 +308,12 @@ impl Prepared {
             .filter(|p| p.exists() && writable.iter().any(|w| p.starts_with(w) && *p != w))
             .map(|p| cstring(p))
             .collect::<io::Result<Vec<_>>>()?;
+        let mut roots: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
+        roots.extend(policy.read.iter().map(PathBuf::as_path));
+        let masked_sockets = foreign_sockets(&roots, policy.home.as_deref())
+            .iter()
+            .map(|p| cstring(p))
+            .collect::<io::Result<Vec<_>>>()?;
         let namespaces = child::Namespaces {
             flags,
             uid_map: format!("{uid} {uid} 1\n").into_bytes(),
@@ -272,6 +323,7 @@ impl Prepared {
                 .map(|p| cstring(p))
                 .collect::<io::Result<Vec<_>>>()?,
             protected,
+            masked_sockets,
             cwd: cstring(&policy.cwd)?,
         };
         Ok(Prepared {
@@ -320,6 +372,7 @@ mod tests {
             write: vec![work.to_path_buf()],
             protected: vec![work.join(".git")],
             network: Net::Off,
+            home: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A snapshot of the sensitive files in the common git dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GitGuard {
     /// Label (`.git/hooks/pre-commit`, or an absolute path under `core.hooksPath`) → mode and
     /// content hash.
@@ -41,11 +41,28 @@ const WORKTREE_FILES: &[&str] = &["config.worktree", "commondir", "gitdir"];
 
 impl Workspace {
     /// Snapshot of hooks/, config, info/ (and the worktree admin dir of the step) in the common git dir, to detect an agent writing there.
+    ///
+    /// The shared files (hooks, config, info/) are as they were when this process took
+    /// the run over, not as they are now: a parallel step may have changed them, and
+    /// taking that as a step's starting point would restore the change, not undo it.
+    /// The worktree admin files are as they are now (step worktrees come and go).
     pub fn guard(&self) -> Result<GitGuard, WorkspaceError> {
-        let repo = self.repo()?;
-        let common = common_dir(&repo)?;
-        let hooks = hooks_path(&repo, &self.repo_root).filter(|h| !h.starts_with(&common));
-        self.guard_files(hooks)
+        let now = self.guard_files(self.trusted_hooks.clone())?;
+        let mut guard = self.baseline.clone();
+        guard
+            .files
+            .retain(|label, _| !label.starts_with(".git/worktrees/"));
+        guard.files.extend(
+            now.files
+                .into_iter()
+                .filter(|(label, _)| label.starts_with(".git/worktrees/")),
+        );
+        Ok(guard)
+    }
+
+    /// The snapshot a run starts from (see [`Workspace::guard`]).
+    pub(crate) fn baseline_guard(&self) -> Result<GitGuard, WorkspaceError> {
+        self.guard_files(self.trusted_hooks.clone())
     }
 
     /// The snapshot, with hooks outside the common dir looked for in `hooks`.
@@ -268,6 +285,15 @@ pub(crate) fn common_dir(repo: &git2::Repository) -> Result<PathBuf, WorkspaceEr
     let text = std::fs::read_to_string(&link).io_context("reading", &link)?;
     let common = git_dir.join(text.trim());
     Ok(common.canonicalize().unwrap_or(common))
+}
+
+/// `core.hooksPath` when it lies outside the common dir (inside, the guard covers it).
+pub(crate) fn outside_hooks(
+    repo: &git2::Repository,
+    root: &Path,
+) -> Result<Option<PathBuf>, WorkspaceError> {
+    let common = common_dir(repo)?;
+    Ok(hooks_path(repo, root).filter(|h| !h.starts_with(&common)))
 }
 
 /// `core.hooksPath`, resolved the way git resolves it (relative to the working tree).

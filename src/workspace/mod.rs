@@ -59,6 +59,12 @@ pub struct Workspace {
     /// libgit2 removes a reflog directory that a ref deletion leaves empty, which races
     /// with a parallel step creating its own ref in that directory.
     refs_lock: Mutex<()>,
+    /// `core.hooksPath` outside the common dir as the user's config had it when this
+    /// process took the run over: the guard watches there, never where a step's edit of
+    /// the config points (any directory; restoring it would rewrite what others wrote).
+    trusted_hooks: Option<PathBuf>,
+    /// The shared git files when this process took the run over.
+    baseline: guard::GitGuard,
 }
 
 impl Workspace {
@@ -152,7 +158,10 @@ impl Workspace {
         let run_dir = run_dir
             .canonicalize()
             .io_context("resolving run directory", run_dir)?;
-        Ok(Workspace {
+        let trusted_hooks = guard::outside_hooks(&open_repo(repo_root)?, repo_root)?;
+        let mut workspace = Workspace {
+            trusted_hooks,
+            baseline: guard::GitGuard::default(),
             repo_root: repo_root.to_path_buf(),
             run_worktree: run_dir.join("worktree"),
             run_dir,
@@ -161,7 +170,9 @@ impl Workspace {
             base,
             branch_lock: Mutex::new(()),
             refs_lock: Mutex::new(()),
-        })
+        };
+        workspace.baseline = workspace.baseline_guard()?;
+        Ok(workspace)
     }
 
     /// The run branch's short name (`runbook/<name>/<run-id>`); `open` accepts it back.
