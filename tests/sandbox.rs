@@ -527,6 +527,7 @@ runbook simple {
         protected: vec![],
         network: Net::Off,
         home: None,
+        network_log: None,
     };
     let prepared = Arc::new(Prepared::new(&policy, &support).unwrap());
     let confined = |args: &[&str]| {
@@ -558,4 +559,70 @@ runbook simple {
     let run = t.only_run();
     let started = &run.events_named("run_started")[0];
     assert_eq!(started["sandbox"]["mode"], "off");
+}
+
+/// `network ["host:port"]`: the allowlist proxy is the only way out. Listed hosts are
+/// reached through it (plain HTTP and CONNECT tunnels), others get 403, and going
+/// around it (no proxy, another address, UDP) reaches nothing.
+#[test]
+fn a_host_list_admits_only_its_hosts_through_the_proxy() {
+    let listeners = Listeners::start();
+    let port = listeners.tcp_port;
+    let udp = listeners.udp_port;
+    let py = "/usr/bin/python3";
+    let allowed = [
+        ("via_proxy", format!("curl -sf http://localhost:{port}/")),
+        (
+            "via_tunnel",
+            format!("curl -sf -p http://localhost:{port}/"),
+        ),
+    ];
+    let attacks = [
+        ("unlisted_host", format!("curl -sf http://127.0.0.1:{port}/")),
+        ("unlisted_port", "curl -sf http://localhost:1/".to_string()),
+        ("around_proxy", format!("curl -sf --noproxy '*' -m 2 http://localhost:{port}/")),
+        (
+            "python_direct",
+            format!("{py} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'"),
+        ),
+        (
+            "python_udp",
+            format!("{py} -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", {udp}))'"),
+        ),
+    ];
+    let mut steps: Vec<(&str, String)> = allowed.to_vec();
+    steps.extend(attacks.iter().cloned());
+    let text = runbook(&steps).replace(
+        "read [\"allowed/**\", \"src/**\", \"fresh/**\"]\n    write [\"allowed/**\", \"fresh/**\"]\n    network off",
+        &format!("network [\"localhost:{port}\"]"),
+    );
+    assert!(text.contains("network [\"localhost"), "{text}");
+    let t = Test::new().runbook(&text);
+    let all: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
+    let results = outcomes(&t, &["run", RUNBOOK, "--in-place", "--no-input"], &all);
+    for (name, _) in &allowed {
+        assert!(results[*name], "{name} did not get through");
+    }
+    for (name, _) in &attacks {
+        assert!(!results[*name], "{name} got through");
+    }
+    assert_eq!(
+        listeners.hits(),
+        (2, 0),
+        "only the two allowed requests arrive"
+    );
+    let run = t.only_run();
+    let log = |step: &str| {
+        std::fs::read_to_string(run.attempt_dir(step, 1).join("network.log")).unwrap_or_default()
+    };
+    assert_eq!(log("via_proxy"), format!("allowed HTTP localhost:{port}\n"));
+    assert_eq!(
+        log("via_tunnel"),
+        format!("allowed CONNECT localhost:{port}\n")
+    );
+    assert_eq!(
+        log("unlisted_host"),
+        format!("denied HTTP 127.0.0.1:{port}\n")
+    );
+    assert_eq!(log("around_proxy"), "");
 }

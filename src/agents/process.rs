@@ -331,6 +331,24 @@ pub async fn run_process(
             ),
         )
     })?;
+    // A step with a host list gets the allowlist proxy for as long as it runs.
+    let _proxy = match &spec.sandbox {
+        Some(sandbox) => match sandbox.take_proxy_listener() {
+            Ok(Some((listener, rules))) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                Some(ProxyTask(tokio::spawn(crate::sandbox::proxy::serve(
+                    listener, rules,
+                ))))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let _ = child.start_kill();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let pgid = child
         .id()
         .and_then(|pid| libc::pid_t::try_from(pid).ok())
@@ -417,6 +435,15 @@ pub async fn run_process(
         stderr_tail: String::from_utf8_lossy(&stderr.kept).into_owned(),
         duration: started.elapsed(),
     })
+}
+
+/// The allowlist proxy of one process: it ends with the process.
+struct ProxyTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ProxyTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What ended the waiting phase of a run.

@@ -35,6 +35,7 @@ pub fn policy(
     workdir: &Path,
     tmp: &Path,
     extra_read: &[PathBuf],
+    network_log: Option<&Path>,
 ) -> Policy {
     let home = var(session, "HOME").map(PathBuf::from);
     let path_dirs: Vec<PathBuf> = var(session, "PATH")
@@ -102,10 +103,10 @@ pub fn policy(
         protected,
         network: match &perms.network.value {
             Network::On => Net::On,
-            // Until the allowlist proxy exists, a host list is enforced as no network:
-            // stricter than asked, never looser.
-            Network::Off | Network::Hosts(_) => Net::Off,
+            Network::Off => Net::Off,
+            Network::Hosts(hosts) => Net::Hosts(hosts.clone()),
         },
+        network_log: network_log.map(Path::to_path_buf),
     }
 }
 
@@ -122,13 +123,14 @@ pub fn prepare(
     workdir: &Path,
     tmp: &Path,
     extra_read: &[PathBuf],
+    network_log: Option<&Path>,
 ) -> Result<Option<Arc<Prepared>>, String> {
     let Some(support) = &session.options.sandbox else {
         return Ok(None);
     };
     std::fs::create_dir_all(tmp)
         .map_err(|e| format!("cannot create the step's temp dir {}: {e}", tmp.display()))?;
-    let policy = policy(session, agent, workdir, tmp, extra_read);
+    let policy = policy(session, agent, workdir, tmp, extra_read, network_log);
     Prepared::new(&policy, support)
         .map(|p| Some(Arc::new(p)))
         .map_err(|e| e.to_string())
@@ -142,4 +144,29 @@ pub fn disallowed_programs(agent: &Agent, line: &str) -> Vec<String> {
         .filter(|p| !crate::check::shell::allowed(&p.word, &agent.permissions.exec.value))
         .map(|p| p.word)
         .collect()
+}
+
+/// The proxy variables of a step whose agent has a host list: every common tool reads
+/// one of them, and the proxy is the only way out of the step's network namespace.
+pub fn proxy_env(session: &Session, agent: &Agent) -> Vec<(String, String)> {
+    if session.options.sandbox.is_none()
+        || !matches!(agent.permissions.network.value, Network::Hosts(_))
+    {
+        return Vec::new();
+    }
+    let url = format!("http://127.0.0.1:{}", crate::sandbox::proxy::PORT);
+    let mut env: Vec<(String, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), url.clone()))
+    .collect();
+    env.push(("NO_PROXY".into(), String::new()));
+    env.push(("no_proxy".into(), String::new()));
+    env
 }

@@ -431,6 +431,7 @@ async fn attempt_once(
             &workdir,
             &tmp,
             std::slice::from_ref(&prompt_path),
+            Some(&dir.join("network.log")),
         )
     } else {
         Err(format!(
@@ -463,6 +464,7 @@ async fn attempt_once(
     };
     if sandbox.is_some() {
         env.push(("TMPDIR".into(), tmp.display().to_string()));
+        env.extend(confine::proxy_env(session, agent));
     }
     // The temp dir goes with the attempt, whichever way it ends.
     let _tmp_guard = sandbox.is_some().then(|| TempDirGuard(tmp.clone()));

@@ -30,6 +30,95 @@ pub struct Namespaces {
     pub masked_sockets: Vec<CString>,
     /// The working directory, entered again once its mount is the writable one.
     pub cwd: CString,
+    /// For a network allowlist: where to hand the proxy's listening socket to the parent.
+    pub proxy: Option<ProxyHandOver>,
+}
+
+/// The allowlist proxy's way in: the child, already in its own network namespace (which
+/// has nothing but loopback), listens on `127.0.0.1:port` there and passes the socket to
+/// the parent, which accepts on it and connects out from the host's network. Nothing
+/// else is reachable, whatever address or port the agent tries.
+#[derive(Debug)]
+pub struct ProxyHandOver {
+    /// The child's end of a datagram socket pair (close-on-exec).
+    pub sender: OwnedFd,
+    /// The port inside the namespace.
+    pub port: u16,
+}
+
+impl ProxyHandOver {
+    fn listen_and_send(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on stack memory; every descriptor is closed.
+        unsafe {
+            // Loopback starts down in a new network namespace.
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut ifr: libc::ifreq = std::mem::zeroed();
+            for (i, b) in b"lo\0".iter().enumerate() {
+                ifr.ifr_name[i] = *b as libc::c_char;
+            }
+            ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+            let e = io::Error::last_os_error();
+            libc::close(s);
+            if r < 0 {
+                return Err(e);
+            }
+            let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if l < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: self.port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = libc::bind(
+                l,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            if r < 0 || libc::listen(l, 128) < 0 {
+                let e = io::Error::last_os_error();
+                libc::close(l);
+                return Err(e);
+            }
+            // One byte of payload and the descriptor as SCM_RIGHTS.
+            let mut byte = [b'L'];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut control = [0u64; 4];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::copy_nonoverlapping(
+                (&l as *const libc::c_int).cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                4,
+            );
+            let r = libc::sendmsg(self.sender.as_raw_fd(), &msg, 0);
+            let e = io::Error::last_os_error();
+            // The agent must not hold the listener: only the parent accepts on it.
+            libc::close(l);
+            if r < 0 {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything the child applies, prepared by the parent.
@@ -39,6 +128,16 @@ pub struct Prepared {
     pub(super) ruleset: Option<OwnedFd>,
     pub(super) filter: Filter,
     pub(super) last_cap: libc::c_ulong,
+    pub(super) proxy: Option<ProxyParent>,
+}
+
+/// The parent's side of the allowlist proxy hand-over.
+#[derive(Debug)]
+pub struct ProxyParent {
+    /// Receives the listener each spawned child makes.
+    pub receiver: OwnedFd,
+    /// What the proxy admits.
+    pub rules: std::sync::Arc<super::proxy::Allowlist>,
 }
 
 const AT_RECURSIVE: libc::c_uint = 0x8000;
@@ -159,6 +258,9 @@ impl Namespaces {
         for w in &self.writable {
             bind(w)?;
             set_readonly(w, false, 0)?;
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.listen_and_send()?;
         }
         // The old working directory is on the mount beneath the new ones.
         // SAFETY: valid C string.

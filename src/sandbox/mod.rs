@@ -8,6 +8,7 @@
 mod child;
 mod landlock;
 pub mod policy;
+pub mod proxy;
 mod seccomp;
 
 pub use child::Prepared;
@@ -16,7 +17,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Directories every sandboxed program may read and run from: without them nothing runs.
 pub const SYSTEM_DIRS: &[&str] = &[
@@ -58,11 +59,9 @@ impl Mode {
 pub enum Net {
     /// No network: a namespace without interfaces, unix sockets only.
     Off,
-    /// TCP to one local port only: the allowlist proxy's.
-    Proxy {
-        /// The proxy's port on 127.0.0.1.
-        port: u16,
-    },
+    /// Only these hosts, through the allowlist proxy (the only address the step's
+    /// network namespace has).
+    Hosts(Vec<String>),
     /// Unrestricted.
     On,
 }
@@ -82,6 +81,8 @@ pub struct Policy {
     pub network: Net,
     /// The user's home, where sockets (gpg-agent, ssh) are looked for too.
     pub home: Option<PathBuf>,
+    /// Where the allowlist proxy logs each request it admits or denies.
+    pub network_log: Option<PathBuf>,
 }
 
 /// What the kernel offers, probed once per process.
@@ -163,6 +164,7 @@ fn probe_uncached() -> Result<Support, String> {
         protected: vec![],
         network: Net::Off,
         home: None,
+        network_log: None,
     };
     let full = Prepared::new(&policy, &support).map_err(|e| e.to_string())?;
     if let Err(e) = trial(full) {
@@ -256,6 +258,75 @@ fn foreign_sockets(roots: &[&Path], home: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+/// A close-on-exec datagram socket pair: (parent's end, child's end).
+fn socket_pair() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Receives the descriptor a child sent (already there: the child sends before exec).
+fn receive_fd(from: &std::os::fd::OwnedFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: the message points at live stack buffers of the sizes given.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(
+            from.as_raw_fd(),
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        );
+        if n < 0 {
+            return Err(io::Error::other(format!(
+                "the sandboxed process handed over no proxy socket: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other("the proxy hand-over carried no socket"));
+        }
+        let mut fd: libc::c_int = -1;
+        std::ptr::copy_nonoverlapping(
+            libc::CMSG_DATA(cmsg),
+            (&mut fd as *mut libc::c_int).cast::<u8>(),
+            4,
+        );
+        Ok(std::os::fd::OwnedFd::from_raw_fd(fd))
+    }
+}
+
 fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a path"))
@@ -284,14 +355,28 @@ impl Prepared {
         for p in &policy.write {
             rules.allow(p, landlock::WRITE)?;
         }
-        if let Net::Proxy { port } = policy.network {
+        let mut proxy = None;
+        let mut hand_over = None;
+        if let Net::Hosts(hosts) = &policy.network {
             if support.landlock_abi >= 4 {
-                rules.allow_connect(port)?;
+                rules.allow_connect(proxy::PORT)?;
             }
+            let (receiver, sender) = socket_pair()?;
+            proxy = Some(child::ProxyParent {
+                receiver,
+                rules: Arc::new(proxy::Allowlist::new(
+                    hosts.clone(),
+                    policy.network_log.clone(),
+                )),
+            });
+            hand_over = Some(child::ProxyHandOver {
+                sender,
+                port: proxy::PORT,
+            });
         }
 
         let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
-        if policy.network == Net::Off {
+        if policy.network != Net::On {
             flags |= libc::CLONE_NEWNET;
         }
         // SAFETY: plain getters.
@@ -325,17 +410,31 @@ impl Prepared {
             protected,
             masked_sockets,
             cwd: cstring(&policy.cwd)?,
+            proxy: hand_over,
         };
         Ok(Prepared {
             namespaces: Some(namespaces),
             ruleset: Some(rules.into_fd()),
             filter: Filter::new(match policy.network {
                 Net::Off => Sockets::Unix,
-                Net::Proxy { .. } => Sockets::UnixAndTcp,
+                Net::Hosts(_) => Sockets::UnixAndTcp,
                 Net::On => Sockets::Any,
             }),
             last_cap: support.last_cap,
+            proxy,
         })
+    }
+
+    /// After a successful spawn: the listener the child made for the allowlist proxy,
+    /// and the rules to serve it with; `None` for a step without a host list.
+    pub fn take_proxy_listener(
+        &self,
+    ) -> io::Result<Option<(std::net::TcpListener, Arc<proxy::Allowlist>)>> {
+        let Some(p) = &self.proxy else {
+            return Ok(None);
+        };
+        let fd = receive_fd(&p.receiver)?;
+        Ok(Some((std::net::TcpListener::from(fd), p.rules.clone())))
     }
 }
 
@@ -343,7 +442,6 @@ impl Prepared {
 mod tests {
     use super::*;
     use std::os::unix::process::CommandExt;
-    use std::sync::Arc;
 
     /// Runs `script` under `sh -c` in a sandbox of `policy`; returns (success, stderr).
     fn sandboxed(policy: &Policy, script: &str) -> (bool, String) {
@@ -373,6 +471,7 @@ mod tests {
             protected: vec![work.join(".git")],
             network: Net::Off,
             home: None,
+            network_log: None,
         }
     }
 
