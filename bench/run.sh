@@ -8,7 +8,9 @@
 #           `cargo build --release` if missing)
 #   SIZES   env var, step counts to run (default "1000 10000")
 #
-# runbook runs `run --no-input --in-place FILE` in a fresh temp dir outside any git repo
+# runbook runs `run --no-input --in-place --sandbox off FILE` (ninja and make confine
+# nothing; what the OS sandbox costs is bench/sandbox.sh's measure) in a fresh temp dir
+# outside any git repo
 # (one per measurement; .runbook/ records are removed before every timed run), once with
 # its default job count and once with `--jobs 2`.
 # Output: a markdown report on stdout (also saved to bench/out/run/report.md); raw
@@ -136,11 +138,11 @@ for n in $SIZES; do
             # a run sends ext4's inode allocator down its slow path for recently freed
             # inodes (several ms per step), which no user's run pays. The temp dir goes at exit.
             measure runbook "$n" "$kind" "$FRESH" "true" \
-                "$BIN" run --no-input --in-place bench.runbook
+                "$BIN" run --no-input --in-place --sandbox off bench.runbook
             fresh_tmp
             cp "$OUT/$n/$kind.runbook" "$FRESH/bench.runbook"
             measure runbook-j2 "$n" "$kind" "$FRESH" "true" \
-                "$BIN" run --no-input --in-place --jobs 2 bench.runbook
+                "$BIN" run --no-input --in-place --sandbox off --jobs 2 bench.runbook
         else
             for key in runbook runbook-j2; do
                 printf '%s\t%s\t%s\t%s\t\t\n' "$n" "$kind" "$key" nobin >>"$RESULTS"

@@ -218,44 +218,66 @@ fn last_cap() -> libc::c_ulong {
 
 /// Where other programs keep their unix sockets, and how deep to look.
 const SOCKET_DIRS: &[(&str, usize)] = &[("/tmp", 3), ("/var/tmp", 2), ("/run", 4), ("/dev/shm", 2)];
+/// The same under the user's home (ssh control masters, gpg-agent, Docker Desktop).
+const HOME_SOCKET_DIRS: &[(&str, usize)] = &[(".ssh", 2), (".gnupg", 2), (".docker/run", 1)];
 
 /// The unix sockets outside `roots` that a sandboxed process could connect to.
 fn foreign_sockets(roots: &[&Path], home: Option<&Path>) -> Vec<PathBuf> {
-    use std::os::unix::fs::FileTypeExt;
-    fn walk(dir: &Path, depth: usize, roots: &[&Path], budget: &mut usize, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if *budget == 0 {
-                return;
-            }
-            *budget -= 1;
-            let path = entry.path();
-            // The agent's own places: its sockets there are its own.
-            if roots.iter().any(|r| path.starts_with(r)) {
-                continue;
-            }
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_socket() {
-                out.push(path);
-            } else if kind.is_dir() && depth > 1 {
-                walk(&path, depth - 1, roots, budget, out);
-            }
+    all_sockets(home)
+        .iter()
+        .filter(|p| !roots.iter().any(|r| p.starts_with(r)))
+        .cloned()
+        .collect()
+}
+
+/// Every socket in the places other programs keep them. Looked up at most once a
+/// second: a run starting many processes at once must not walk /tmp for each.
+fn all_sockets(home: Option<&Path>) -> Arc<Vec<PathBuf>> {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    type Cache = Option<(Instant, Option<PathBuf>, Arc<Vec<PathBuf>>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, h, found)) = &*cache {
+        if at.elapsed() < Duration::from_secs(1) && h.as_deref() == home {
+            return found.clone();
         }
     }
     let mut out = Vec::new();
-    // A bound on the work per process start, whatever lies in /tmp.
+    // A bound on the work, whatever lies in /tmp.
     let mut budget = 20_000;
     for (dir, depth) in SOCKET_DIRS {
-        walk(Path::new(dir), *depth, roots, &mut budget, &mut out);
+        walk_sockets(Path::new(dir), *depth, &mut budget, &mut out);
     }
     if let Some(home) = home {
-        walk(home, 3, roots, &mut budget, &mut out);
+        for (dir, depth) in HOME_SOCKET_DIRS {
+            walk_sockets(&home.join(dir), *depth, &mut budget, &mut out);
+        }
     }
-    out
+    let found = Arc::new(out);
+    *cache = Some((Instant::now(), home.map(Path::to_path_buf), found.clone()));
+    found
+}
+
+fn walk_sockets(dir: &Path, depth: usize, budget: &mut usize, out: &mut Vec<PathBuf>) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_socket() {
+            out.push(entry.path());
+        } else if kind.is_dir() && depth > 1 {
+            walk_sockets(&entry.path(), depth - 1, budget, out);
+        }
+    }
 }
 
 /// A close-on-exec datagram socket pair: (parent's end, child's end).
@@ -423,6 +445,13 @@ impl Prepared {
             last_cap: support.last_cap,
             proxy,
         })
+    }
+
+    /// The same without the namespace layer: Landlock and seccomp alone, to measure what
+    /// each layer costs (`benches/sandbox.rs`). Not a mode a run uses.
+    pub fn without_namespaces(mut self) -> Prepared {
+        self.namespaces = None;
+        self
     }
 
     /// After a successful spawn: the listener the child made for the allowlist proxy,
