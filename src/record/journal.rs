@@ -17,6 +17,10 @@
 //! A write or sync failure is sticky: it is reported to every current and
 //! future waiter and to every later `append`, never silently dropped, because
 //! a journal with a hole is worse than a run that stops.
+//!
+//! Every line is a crash site of the `crash` test hooks, `journal:<event kind>`, passed
+//! once the line is durable; the batch is cut after the crashing line, as for
+//! `RUNBOOK_CRASH_AFTER_EVENTS`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -29,6 +33,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::crash;
 use super::redact::Redactor;
 use super::run_dir::sync_dir;
 
@@ -515,19 +520,28 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
         #[cfg(test)]
         drop(lock(&shared.hold));
 
-        // The crash hook cuts the batch right after line N, so a crash test
-        // sees exactly N lines on disk.
-        let crash_line = crash_after.filter(|&n| durable < n && n <= batch_last);
-        let (bytes, new_durable) = match crash_line {
-            Some(n) => {
-                let lines_wanted = usize::try_from(n - durable).unwrap_or(usize::MAX);
+        // The crash hooks cut the batch right after the line they crash at, so a crash
+        // test sees exactly the lines up to it on disk.
+        let mut crash_cut = crash_after
+            .filter(|&n| durable < n && n <= batch_last)
+            .map(|n| (n - durable, None));
+        if crash::armed() {
+            if let Some((lines, site)) = crash_site_in(&batch) {
+                if crash_cut.as_ref().map_or(true, |&(first, _)| lines < first) {
+                    crash_cut = Some((lines, Some(site)));
+                }
+            }
+        }
+        let (bytes, new_durable) = match &crash_cut {
+            Some((lines, _)) => {
+                let lines_wanted = usize::try_from(*lines).unwrap_or(usize::MAX);
                 let cut = batch
                     .iter()
                     .enumerate()
                     .filter(|&(_, &b)| b == b'\n')
                     .nth(lines_wanted - 1)
                     .map_or(batch.len(), |(i, _)| i + 1);
-                (&batch[..cut], n)
+                (&batch[..cut], durable + lines)
             }
             None => (&batch[..], batch_last),
         };
@@ -540,9 +554,11 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
                 durable = new_durable;
                 shared.publish(durable, None);
-                if crash_line.is_some() {
-                    // Test hook (see CRASH_AFTER_EVENTS_ENV): die like a power cut.
-                    std::process::abort();
+                match crash_cut {
+                    // Test hooks (CRASH_AFTER_EVENTS_ENV, crash::CRASH_AT_ENV): die at once.
+                    Some((_, Some(site))) => crash::crash(&site),
+                    Some((_, None)) => std::process::abort(),
+                    None => {}
                 }
             }
             Err(err) => {
@@ -554,6 +570,29 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
         }
     }
     guard.clean = true;
+}
+
+/// Counts each line of a batch as a pass of its crash site, `journal:<event>` (the
+/// line's `event` field, `journal:line` without one), in file order; returns how many
+/// lines to keep and the site when one of them is the crash point.
+fn crash_site_in(batch: &[u8]) -> Option<(u64, String)> {
+    /// Just the event kind of a line.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        event: Option<String>,
+    }
+    let lines = batch.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    for (index, line) in lines.enumerate() {
+        let kind = serde_json::from_slice::<Kind>(line)
+            .ok()
+            .and_then(|k| k.event)
+            .unwrap_or_else(|| "line".to_owned());
+        let site = format!("journal:{kind}");
+        if crash::pass(&site) {
+            return Some((u64::try_from(index + 1).unwrap_or(u64::MAX), site));
+        }
+    }
+    None
 }
 
 /// Length of the prefix of `data` made of intact lines: drops a final line

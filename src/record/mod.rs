@@ -2,10 +2,12 @@
 //!
 //! This module owns the run directory layout (`run_dir`), run identifiers
 //! (`run_id`), the durable append-only event journal (`journal`), the
-//! one-driver-per-run lock (`lock`) and secret redaction of everything written
-//! (`redact`). It knows nothing about what the events mean; callers bring
+//! one-driver-per-run lock (`lock`), secret redaction of everything written
+//! (`redact`) and the crash-point test hooks that every durable write passes
+//! (`crash`). It knows nothing about what the events mean; callers bring
 //! their own serializable event types.
 
+pub mod crash;
 pub mod journal;
 pub mod lock;
 pub mod redact;

@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::crash;
 use super::run_id::RunId;
 use super::sha256_hex;
 
@@ -158,7 +159,8 @@ impl RunDir {
         fs::create_dir_all(&dir)?;
         let dest = dir.join(format!("{sha}-{base}"));
         if !dest.exists() {
-            write_atomic(&dest, bytes)?;
+            replace(&dest, bytes, true)?;
+            crash::reached("file:spec");
         }
         Ok(sha)
     }
@@ -207,14 +209,17 @@ impl StepAttemptDir {
 ///
 /// Writes a temporary file in the same directory, fsyncs it, renames it over
 /// `path` (atomic within one filesystem), then fsyncs the directory so the
-/// rename itself survives a crash.
+/// rename itself survives a crash. A crash site named after the file (`file:run.json`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    replace(path, bytes, true)
+    replace(path, bytes, true)?;
+    crash::reached_file(path);
+    Ok(())
 }
 
 /// Like [`write_atomic`] (readers see the old or the new file, never a torn one) but
 /// without fsync: for per-attempt records (`prompt.md`, `result.json`) whose content the
-/// fsync'd journal already holds, so that a step does not pay four fsyncs.
+/// fsync'd journal already holds, so that a step does not pay four fsyncs. Not a crash
+/// site by itself: its callers name theirs (`file:checkpoint`).
 pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, false)
 }
@@ -224,14 +229,17 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// and no concurrent writer; a crash mid-write leaves a short file in the directory of an
 /// attempt the journal does not show finished (and resume re-runs it under a new number).
 /// Saves the temporary file and the rename, a third of what a no-op step costs the
-/// filesystem.
+/// filesystem. A crash site named after the file (`file:result.json`).
 pub fn write_record(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)?;
-    file.write_all(bytes)
+    file.write_all(bytes)?;
+    drop(file);
+    crash::reached_file(path);
+    Ok(())
 }
 
 fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {

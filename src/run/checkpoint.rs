@@ -221,6 +221,8 @@ pub fn decide(
         session
             .progress
             .warn(&format!("cannot record {}: {e}", shown.display()));
+    } else {
+        crate::record::crash::reached("file:checkpoint");
     }
     journal(Event::CheckpointAsked {
         time: now(),

@@ -132,7 +132,27 @@ impl RunState {
         for event in events {
             s.apply(event);
         }
+        if crate::record::crash::break_recovery() {
+            s.forget_first_finished();
+        }
         s
+    }
+
+    /// The deliberately broken recovery of `RUNBOOK_TEST_BREAK_RECOVERY` (a test hook that
+    /// proves the crash harness can fail): the first step that finished is taken for one
+    /// that never ran, so a resume runs it again.
+    fn forget_first_finished(&mut self) {
+        let Some(step) = self.completed.first().cloned() else {
+            return;
+        };
+        eprintln!(
+            "warning: {}: forgetting that {step} finished (test hook)",
+            crate::record::crash::BREAK_RECOVERY_ENV
+        );
+        self.completed.retain(|c| c != &step);
+        self.nodes.insert(step.clone(), NodeStatus::Pending);
+        self.results.remove(&step);
+        self.files.remove(&step);
     }
 
     /// The status of a node.

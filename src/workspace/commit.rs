@@ -69,6 +69,7 @@ impl Workspace {
             )
             .context(|| format!("committing step {} on {}", tree.step, tree.base))?;
         let changes = tree_changes(&worktree, &base_tree, &new_tree)?;
+        crate::record::crash::reached("git:step-commit");
         Ok(Some(StepCommit { commit, changes }))
     }
 }

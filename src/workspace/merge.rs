@@ -4,6 +4,7 @@
 use super::commit::EMAIL;
 use super::error::GitContext;
 use super::{Workspace, WorkspaceError};
+use crate::record::crash;
 use git2::{Index, IndexEntry, Oid, Repository, Signature};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -105,6 +106,7 @@ impl Workspace {
         }
         if contains(&repo, commit, tip)? {
             self.sync_run_worktree(commit)?;
+            crash::reached("git:merge");
             return Ok(MergeOutcome::FastForward(commit));
         }
         let index = merge_index(&repo, tip, commit)?;
@@ -115,6 +117,7 @@ impl Workspace {
         }
         let merged = commit_index(&repo, index, message, tip, commit)?;
         self.sync_run_worktree(merged)?;
+        crash::reached("git:merge");
         Ok(MergeOutcome::Merged(merged))
     }
 
@@ -147,6 +150,7 @@ impl Workspace {
         take_side(&mut index, side)?;
         let merged = commit_index(&repo, index, message, tip, conflict.theirs)?;
         self.sync_run_worktree(merged)?;
+        crash::reached("git:resolve");
         Ok(merged)
     }
 }

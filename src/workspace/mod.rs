@@ -9,6 +9,11 @@
 //! base, so agents can use git inside it. What a step changed is always computed from the
 //! files on disk against the step's base tree, never from the worktree's HEAD or index,
 //! which the agent may have moved. See `docs/workspace-notes.md`.
+//!
+//! Each operation a resume depends on is a crash site of `record::crash`, passed once the
+//! operation is complete: `git:run-branch`, `git:run-worktree`, `git:step-worktree`,
+//! `git:step-worktree-reset`, `git:step-worktree-removed`, `git:step-commit`, `git:merge`,
+//! `git:resolve` and `git:branch-reset`.
 
 mod change;
 mod commit;
@@ -33,6 +38,7 @@ pub use step_tree::{remove_worktrees_under, worktrees_under, StepTree};
 pub use user::fast_forward_user;
 pub use violation::Violation;
 
+use crate::record::crash;
 use error::{GitContext, IoContext};
 use git2::{ErrorCode, Oid, Repository, ResetType};
 use std::path::{Path, PathBuf};
@@ -110,6 +116,7 @@ impl Workspace {
             &format!("runbook: run {run_id} started"),
         )
         .context(|| format!("creating branch {branch} at {base}"))?;
+        crash::reached("git:run-branch");
         let workspace = Workspace::new(repo_root, run_dir, run_id, branch, base)?;
         workspace.ensure_run_worktree(&repo)?;
         Ok(workspace)
@@ -218,7 +225,9 @@ impl Workspace {
         let repo = self.repo()?;
         repo.find_commit(to)
             .context(|| format!("resetting {} to {to}: no such commit", self.branch))?;
-        self.sync_run_worktree(to)
+        self.sync_run_worktree(to)?;
+        crash::reached("git:branch-reset");
+        Ok(())
     }
 
     /// Opens the user's repository; a fresh handle per call keeps `Workspace` `Sync`.
@@ -262,6 +271,7 @@ impl Workspace {
                     self.branch
                 )
             })?;
+        crash::reached("git:run-worktree");
         Ok(())
     }
 

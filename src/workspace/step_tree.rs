@@ -3,6 +3,7 @@
 
 use super::error::{GitContext, IoContext};
 use super::{names, Workspace, WorkspaceError};
+use crate::record::crash;
 use git2::{Oid, Repository, WorktreePruneOptions};
 use std::path::{Path, PathBuf};
 
@@ -56,11 +57,19 @@ impl Workspace {
         let deleted = delete_reference(&repo, &temporary);
         detached?;
         deleted?;
+        crash::reached("git:step-worktree");
         Ok(tree)
     }
 
     /// Resets a step tree's files to `base` (drops everything an attempt did, incl. untracked files; keeps ignored ones out of the way is fine).
     pub fn reset_step_tree(&self, tree: &StepTree) -> Result<(), WorkspaceError> {
+        self.reset_step_files(tree)?;
+        crash::reached("git:step-worktree-reset");
+        Ok(())
+    }
+
+    /// The reset itself; `reset_step_tree` passes its crash site once it is done.
+    fn reset_step_files(&self, tree: &StepTree) -> Result<(), WorkspaceError> {
         let name = names::step_worktree_name(&self.run_id, &tree.step);
         if !worktree_is_usable(&self.repo()?, &name, &tree.path) {
             // The attempt broke the worktree itself (removed its `.git`, …): start afresh.
@@ -99,7 +108,9 @@ impl Workspace {
         let name = names::step_worktree_name(&self.run_id, step);
         let _refs = self.lock_refs();
         discard_worktree(&repo, &name, &self.step_tree_path(step))?;
-        delete_reference(&repo, &names::temporary_branch(&self.run_id, step))
+        delete_reference(&repo, &names::temporary_branch(&self.run_id, step))?;
+        crash::reached("git:step-worktree-removed");
+        Ok(())
     }
 
     /// Removes every worktree of this run (run worktree too) and prunes git's admin entries; the branch stays.

@@ -100,8 +100,14 @@ impl Test {
 
     /// Runs the binary with these arguments, in the same directory and environment.
     pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Output {
-        let out = self
-            .prepare(args)
+        self.command_with(args, &[])
+    }
+
+    /// Runs the binary with these arguments and, for this command only, these variables.
+    pub fn command_with<S: AsRef<str>>(&self, args: &[S], env: &[(&str, String)]) -> Output {
+        let mut command = self.prepare(args);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let out = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
@@ -437,4 +443,34 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs git in the test's directory with a fixed identity and dates; returns its stdout
+/// and panics when it fails.
+pub fn git(t: &Test, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(t.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes the test directory a repository on `main` with one commit of everything in it.
+pub fn init_repo(t: Test) -> Test {
+    git(&t, &["init", "-q", "-b", "main"]);
+    git(&t, &["config", "user.name", "Test User"]);
+    git(&t, &["config", "user.email", "test@example.com"]);
+    git(&t, &["add", "-A"]);
+    git(&t, &["commit", "-q", "-m", "initial"]);
+    t
 }
