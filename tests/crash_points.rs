@@ -46,40 +46,40 @@ const BREAK_RECOVERY: &str = "RUNBOOK_TEST_BREAK_RECOVERY";
 const RUNBOOK_TEXT: &str = r#"
 runbook crashy {
   phase build {
-    step a { sh "echo a >> {{ run.dir }}/marks; echo a > a.txt" }
-    step b { sh "echo b >> {{ run.dir }}/marks; echo b > b.txt" }
-    step c { sh "echo c >> {{ run.dir }}/marks; echo c > c.txt" }
-    step d after a { sh "echo d >> {{ run.dir }}/marks; cat a.txt > d.txt" }
-    step e after b, c { sh "echo e >> {{ run.dir }}/marks; cat b.txt c.txt > e.txt" }
+    step a { sh "echo a >> {{ run.dir }}/artifacts/marks; echo a > a.txt" }
+    step b { sh "echo b >> {{ run.dir }}/artifacts/marks; echo b > b.txt" }
+    step c { sh "echo c >> {{ run.dir }}/artifacts/marks; echo c > c.txt" }
+    step d after a { sh "echo d >> {{ run.dir }}/artifacts/marks; cat a.txt > d.txt" }
+    step e after b, c { sh "echo e >> {{ run.dir }}/artifacts/marks; cat b.txt c.txt > e.txt" }
     step f after d {
-      sh    "echo f >> {{ run.dir }}/marks; cat d.txt > f.txt"
+      sh    "echo f >> {{ run.dir }}/artifacts/marks; cat d.txt > f.txt"
       until "test $RUNBOOK_ATTEMPT -ge 2" attempts 3
     }
-    step g after e, f { sh "echo g >> {{ run.dir }}/marks; cat e.txt f.txt > g.txt" }
+    step g after e, f { sh "echo g >> {{ run.dir }}/artifacts/marks; cat e.txt f.txt > g.txt" }
   }
   phase verify {
-    step h { sh "echo h >> {{ run.dir }}/marks; echo h > h.txt" }
-    step i after h { sh "echo i >> {{ run.dir }}/marks; cat h.txt > i.txt" }
-    step j after i { sh "echo j >> {{ run.dir }}/marks; cat i.txt > j.txt" }
-    step k after g { sh "echo k >> {{ run.dir }}/marks; cat g.txt > k.txt" }
-    step l after j, k { sh "echo l >> {{ run.dir }}/marks; cat j.txt k.txt > l.txt" }
+    step h { sh "echo h >> {{ run.dir }}/artifacts/marks; echo h > h.txt" }
+    step i after h { sh "echo i >> {{ run.dir }}/artifacts/marks; cat h.txt > i.txt" }
+    step j after i { sh "echo j >> {{ run.dir }}/artifacts/marks; cat i.txt > j.txt" }
+    step k after g { sh "echo k >> {{ run.dir }}/artifacts/marks; cat g.txt > k.txt" }
+    step l after j, k { sh "echo l >> {{ run.dir }}/artifacts/marks; cat j.txt k.txt > l.txt" }
   }
   phase docs after build {
-    step m { sh "echo m >> {{ run.dir }}/marks; echo m > m.txt" }
-    step n after m { sh "echo n >> {{ run.dir }}/marks; cat m.txt > n.txt" }
-    step o after d { sh "echo o >> {{ run.dir }}/marks; cat d.txt > o.txt" }
+    step m { sh "echo m >> {{ run.dir }}/artifacts/marks; echo m > m.txt" }
+    step n after m { sh "echo n >> {{ run.dir }}/artifacts/marks; cat m.txt > n.txt" }
+    step o after d { sh "echo o >> {{ run.dir }}/artifacts/marks; cat d.txt > o.txt" }
   }
   phase release after verify, docs {
     checkpoint ship "Ship it?" {
       show steps.l.output
       ask  "Ship?"
     }
-    step p { sh "echo p >> {{ run.dir }}/marks; cat l.txt n.txt > p.txt" }
-    step q after p { sh "echo q >> {{ run.dir }}/marks; cat p.txt > q.txt" }
-    step r { sh "echo r >> {{ run.dir }}/marks; cat o.txt > r.txt" }
-    step s after q, r { sh "echo s >> {{ run.dir }}/marks; cat q.txt r.txt > s.txt" }
+    step p { sh "echo p >> {{ run.dir }}/artifacts/marks; cat l.txt n.txt > p.txt" }
+    step q after p { sh "echo q >> {{ run.dir }}/artifacts/marks; cat p.txt > q.txt" }
+    step r { sh "echo r >> {{ run.dir }}/artifacts/marks; cat o.txt > r.txt" }
+    step s after q, r { sh "echo s >> {{ run.dir }}/artifacts/marks; cat q.txt r.txt > s.txt" }
     step t {
-      sh "echo t >> {{ run.dir }}/marks; exit 3"
+      sh "echo t >> {{ run.dir }}/artifacts/marks; exit 3"
       on_failure continue
     }
   }
@@ -346,7 +346,7 @@ fn journal(run: &RunRecord) -> Result<Vec<Value>, String> {
 
 /// How many times each step ran, from the run's `marks` file.
 fn marks(run: &RunRecord) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(run.path.join("marks")).unwrap_or_default();
+    let text = std::fs::read_to_string(run.path.join("artifacts/marks")).unwrap_or_default();
     let mut counts = BTreeMap::new();
     for line in text.lines() {
         *counts.entry(line.to_string()).or_default() += 1;

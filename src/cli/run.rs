@@ -919,6 +919,14 @@ fn drive(
     head: Option<String>,
     started: String,
 ) -> i32 {
+    // The run's shared scratch space exists from the start, sandbox or not.
+    if let Err(e) = std::fs::create_dir_all(dir.path().join("artifacts")) {
+        eprintln!(
+            "error: cannot create {}: {e}",
+            dir.path().join("artifacts").display()
+        );
+        return EXIT_USAGE;
+    }
     let runbook = checked.runbook();
     let context = Context {
         params: params.clone(),
@@ -944,6 +952,7 @@ fn drive(
         git: std::sync::Mutex::new(run::tree::GitState::from_state(&state)),
         spec_sha256: spec.first().map(|s| s.sha256.clone()).unwrap_or_default(),
         slots: Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1))),
+        landing: Arc::default(),
         stopping: Default::default(),
         base_env: run::base_environment(),
         secrets,
@@ -1213,6 +1222,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
             .map(|s| s.sha256.clone())
             .unwrap_or_default(),
         slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        landing: Arc::default(),
         stopping: Default::default(),
         workspace,
         base_env: run::base_environment(),

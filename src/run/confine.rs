@@ -72,7 +72,7 @@ pub fn policy(
         }
     }
 
-    let mut write: Vec<PathBuf> = perms
+    let write: Vec<PathBuf> = perms
         .write
         .value
         .iter()
@@ -86,8 +86,11 @@ pub fn policy(
             let _ = std::fs::create_dir_all(w);
         }
     }
+    let mut write = minimal(write);
+    // The step's temp dir and the run's shared scratch space (outputs that are neither
+    // committed nor records) lie in the run directory, which is read-only even where it
+    // is inside the worktree (in place): they stay roots of their own, mounted after it.
     write.push(tmp.to_path_buf());
-    // The run's shared scratch space: outputs that are neither committed nor records.
     let artifacts = artifacts_dir(session);
     let _ = std::fs::create_dir_all(&artifacts);
     write.push(artifacts);
@@ -99,7 +102,7 @@ pub fn policy(
         home,
         cwd: workdir.to_path_buf(),
         read: minimal(read),
-        write: minimal(write),
+        write,
         protected,
         network: match &perms.network.value {
             Network::On => Net::On,

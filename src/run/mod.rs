@@ -90,6 +90,8 @@ pub struct Session {
     /// Set when the run stops scheduling (a failure that rolls back, a revise, Ctrl-C):
     /// a step task still waiting for a permit then gives up without starting.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Serializes landing steps on the run branch with recording them (see step.rs).
+    pub landing: Arc<tokio::sync::Mutex<()>>,
     /// PATH, HOME and LANG of the interpreter.
     pub base_env: Vec<(String, String)>,
     /// Secret values by name.

@@ -63,6 +63,11 @@ struct AttemptResult {
     /// The process slot, held until the attempt's end is in the journal: with `--jobs N`
     /// the journal never shows more than N attempts between start and finish.
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Held from before its commit is merged until its `step_finished` is in the journal:
+    /// the journal then records landings in the order the branch took them, and a
+    /// resume that resets the branch to a recorded tip never keeps the merge of a step
+    /// whose end was lost (which would then land a second time).
+    landing: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// Runs `node` from attempt `first_attempt`, with `feedback` for it; `rebase` moves its
@@ -195,6 +200,7 @@ pub async fn run(
         };
         let appended = journal(e);
         drop(r.slot);
+        drop(r.landing);
         match appended {
             Ok(s) => seq = s,
             Err(e) => {
@@ -595,6 +601,7 @@ async fn attempt_once(
         }
     }
     if let (Some(ws), Some(tree), Some(guard)) = (&session.workspace, tree, guard) {
+        result.landing = Some(session.landing.clone().lock_owned().await);
         let subject = n
             .title
             .clone()

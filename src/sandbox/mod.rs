@@ -237,7 +237,9 @@ fn all_sockets(home: Option<&Path>) -> Arc<Vec<PathBuf>> {
     use std::time::{Duration, Instant};
     type Cache = Option<(Instant, Option<PathBuf>, Arc<Vec<PathBuf>>)>;
     static CACHE: Mutex<Cache> = Mutex::new(None);
-    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((at, h, found)) = &*cache {
         if at.elapsed() < Duration::from_secs(1) && h.as_deref() == home {
             return found.clone();
@@ -403,12 +405,14 @@ impl Prepared {
         }
         // SAFETY: plain getters.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let writable: Vec<PathBuf> = policy
+        let mut writable: Vec<PathBuf> = policy
             .write
             .iter()
             .filter(|p| p.exists())
             .cloned()
             .collect();
+        // Outer roots first: an inner one is mounted on top of what they bring along.
+        writable.sort_by_key(|p| p.components().count());
         let protected = policy
             .protected
             .iter()
