@@ -17,38 +17,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Test, RUNBOOK};
+use support::{git, init_repo, Test, RUNBOOK};
 
 const CANARY: &str = "canary-7f3a9e1d";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn repo(t: Test) -> Test {
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["config", "user.name", "Test User"],
-        &["config", "user.email", "test@example.com"],
-        &["add", "-A"],
-        &["commit", "-q", "-m", "initial"],
-    ] {
-        git(t.path(), args);
-    }
-    t
-}
 
 /// `stat` of everything under `root` (but `skip`): what no attack may change.
 fn stats(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, String> {
@@ -341,15 +312,15 @@ fn outcomes(t: &Test, args: &[&str], names: &[&str]) -> BTreeMap<String, bool> {
 fn every_attack_is_blocked_and_every_allowed_write_succeeds() {
     let outside = tempfile::tempdir().unwrap();
     let listeners = Listeners::start();
-    let t = repo(project());
+    let t = init_repo(project());
     let mut steps = attacks(t.path(), &listeners);
     outside_targets(outside.path(), &mut steps);
     listeners.serve_unix(UnixListener::bind(outside.path().join("unix_socket/sock")).unwrap());
     let attack_names: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
     steps.extend(ALLOWED.iter().map(|(n, c)| (*n, c.to_string())));
     let t = t.runbook(&runbook(&steps));
-    git(t.path(), &["add", "-A"]);
-    git(t.path(), &["commit", "-q", "-m", "the runbook"]);
+    git(&t, &["add", "-A"]);
+    git(&t, &["commit", "-q", "-m", "the runbook"]);
 
     let skip = [".git", ".runbook"];
     let repo_before = stats(t.path(), &skip);
@@ -386,7 +357,7 @@ fn every_attack_is_blocked_and_every_allowed_write_succeeds() {
         .as_str()
         .unwrap()
         .to_string();
-    let files = git(t.path(), &["ls-tree", "-r", "--name-only", &branch]);
+    let files = git(&t, &["ls-tree", "-r", "--name-only", &branch]);
     for f in ["allowed/new.txt", "allowed/d/e/f.txt", "fresh/deep/n.txt"] {
         assert!(files.contains(f), "{f} did not land: {files}");
     }
@@ -440,7 +411,7 @@ fn in_place_the_git_dir_records_and_runbook_stay_read_only() {
         "read [\"allowed/**\", \"src/**\", \"fresh/**\"]\n    write [\"allowed/**\", \"fresh/**\"]",
         "write [\"**\"]",
     );
-    let t = repo(Test::new().write("README.md", "hello\n")).runbook(&text);
+    let t = init_repo(Test::new().write("README.md", "hello\n")).runbook(&text);
     let all: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
     let git_before = stats(&t.path().join(".git"), &["index"]);
     let results = outcomes(&t, &["run", RUNBOOK, "--in-place", "--no-input"], &all);

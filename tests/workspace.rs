@@ -8,35 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use support::{Test, RUNBOOK};
-
-/// Runs git in the test's repository and returns its stdout; panics when it fails.
-fn git(t: &Test, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(t.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{git, init_repo, Test, RUNBOOK};
 
 /// Makes the test directory a repository with one commit of everything in it.
 fn repo(t: Test) -> Test {
-    git(&t, &["init", "-q", "-b", "main"]);
-    git(&t, &["config", "user.name", "Test User"]);
-    git(&t, &["config", "user.email", "test@example.com"]);
-    git(&t, &["add", "-A"]);
-    git(&t, &["commit", "-q", "-m", "initial"]);
-    t
+    init_repo(t)
 }
 
 /// Everything a run must not change: HEAD, the index, the refs the user has, the
@@ -179,13 +155,16 @@ runbook escape {{
 }}
 "#
     );
-    let t = repo(
-        Test::new()
-            .runbook(&text)
-            .write("README.md", "hello\n")
-            .write("allowed/keep.txt", "keep\n")
-            .write("other/tool.sh", "echo tool\n"),
-    );
+    let project = || {
+        repo(
+            Test::new()
+                .runbook(&text)
+                .write("README.md", "hello\n")
+                .write("allowed/keep.txt", "keep\n")
+                .write("other/tool.sh", "echo tool\n"),
+        )
+    };
+    let t = project();
     let before = snapshot(&t);
     let base = git(&t, &["rev-parse", "HEAD"]);
     // The check before commit, on its own: the OS sandbox would stop most attacks first.
@@ -217,13 +196,7 @@ runbook escape {{
 
     // With the sandbox on, the same attack fails in the process itself or is caught
     // before commit; either way nothing lands and the user's tree is unchanged.
-    let t = repo(
-        Test::new()
-            .runbook(&text)
-            .write("README.md", "hello\n")
-            .write("allowed/keep.txt", "keep\n")
-            .write("other/tool.sh", "echo tool\n"),
-    );
+    let t = project();
     let before = snapshot(&t);
     let base = git(&t, &["rev-parse", "HEAD"]);
     t.command(&["run", RUNBOOK, "--no-input"]).code(1);

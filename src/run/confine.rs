@@ -29,7 +29,7 @@ fn locate(program: &str, cwd: &Path, path_dirs: &[PathBuf]) -> Option<PathBuf> {
 }
 
 /// The policy of a process `agent` runs in `workdir`, with `tmp` as its own temp dir.
-pub fn policy(
+fn policy(
     session: &Session,
     agent: &Agent,
     workdir: &Path,

@@ -386,22 +386,23 @@ async fn attempt_once(
         .map_err(|e| e.to_string())?;
     session.progress.step_started(&n.name, attempt);
 
+    // An attempt that ends before its process starts is recorded like any other end.
+    let fail_early = |reason: String, slot| {
+        let r = AttemptResult {
+            ok: false,
+            reason: Some(reason),
+            slot: Some(slot),
+            ..Default::default()
+        };
+        stop_if_final(session, step, last, &r);
+        let ms = started.elapsed().as_millis() as u64;
+        write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
+        (r, started, ms)
+    };
     let lines = match rendered {
         Ok(lines) => lines,
         Err(e) => {
-            let r = AttemptResult {
-                ok: false,
-                reason: Some(format!("cannot render the template: {e}")),
-                exit_code: None,
-                output: String::new(),
-                interrupted: false,
-                slot: Some(slot),
-                ..Default::default()
-            };
-            stop_if_final(session, step, last, &r);
-            let ms = started.elapsed().as_millis() as u64;
-            write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
-            return Ok((r, started, ms));
+            return Ok(fail_early(format!("cannot render the template: {e}"), slot));
         }
     };
     let mut env = environment(session, agent, &n.name, attempt, &prompt_path);
@@ -453,19 +454,7 @@ async fn attempt_once(
     let sandbox = match sandbox {
         Ok(s) => s,
         Err(reason) => {
-            let r = AttemptResult {
-                ok: false,
-                reason: Some(reason),
-                exit_code: None,
-                output: String::new(),
-                interrupted: false,
-                slot: Some(slot),
-                ..Default::default()
-            };
-            stop_if_final(session, step, last, &r);
-            let ms = started.elapsed().as_millis() as u64;
-            write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
-            return Ok((r, started, ms));
+            return Ok(fail_early(reason, slot));
         }
     };
     if sandbox.is_some() {
@@ -482,19 +471,7 @@ async fn attempt_once(
             let argv = match crate::agents::process::split_command_line(run) {
                 Ok(argv) => argv,
                 Err(e) => {
-                    let r = AttemptResult {
-                        ok: false,
-                        reason: Some(format!("cannot split `{run}`: {e}")),
-                        exit_code: None,
-                        output: String::new(),
-                        interrupted: false,
-                        slot: Some(slot),
-                        ..Default::default()
-                    };
-                    stop_if_final(session, step, last, &r);
-                    let ms = started.elapsed().as_millis() as u64;
-                    write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
-                    return Ok((r, started, ms));
+                    return Ok(fail_early(format!("cannot split `{run}`: {e}"), slot));
                 }
             };
             let spec = ProcessSpec {
