@@ -23,6 +23,7 @@ fn policy(dir: &Path, network: Net) -> Policy {
         network,
         home: std::env::var_os("HOME").map(PathBuf::from),
         network_log: None,
+        shm: None,
     }
 }
 

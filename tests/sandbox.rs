@@ -249,6 +249,10 @@ const ALLOWED: &[(&str, &str)] = &[
         "ok_unix_socket",
         "/usr/bin/python3 -c 'import socket; socket.socketpair()'",
     ),
+    (
+        "ok_shared_memory",
+        "/usr/bin/python3 -c 'import multiprocessing as m; l = m.Lock(); l.acquire()'",
+    ),
 ];
 
 fn runbook(attacks: &[(&str, String)]) -> String {
@@ -499,6 +503,7 @@ runbook simple {
         network: Net::Off,
         home: None,
         network_log: None,
+        shm: None,
     };
     let prepared = Arc::new(Prepared::new(&policy, &support).unwrap());
     let confined = |args: &[&str]| {

@@ -110,6 +110,8 @@ fn policy(
             Network::Hosts(hosts) => Net::Hosts(hosts.clone()),
         },
         network_log: network_log.map(Path::to_path_buf),
+        // Inside the temp dir, which is writable and goes with the attempt.
+        shm: Some(tmp.join(".shm")),
     }
 }
 

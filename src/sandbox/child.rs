@@ -32,6 +32,9 @@ pub struct Namespaces {
     pub cwd: CString,
     /// For a network allowlist: where to hand the proxy's listening socket to the parent.
     pub proxy: Option<ProxyHandOver>,
+    /// A directory of the process's own, mounted over `/dev/shm`: POSIX shared memory and
+    /// semaphores (Python's multiprocessing) work, and no other process's are reachable.
+    pub shm: Option<CString>,
 }
 
 /// The allowlist proxy's way in: the child, already in its own network namespace (which
@@ -248,6 +251,20 @@ impl Namespaces {
                     return Err(e);
                 }
             }
+        }
+        if let Some(shm) = &self.shm {
+            // SAFETY: valid C strings; a bind mount of our own directory.
+            check(unsafe {
+                libc::mount(
+                    shm.as_ptr(),
+                    c"/dev/shm".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            } as libc::c_long)?;
+            // The bind copies the read-only flag of the tree it comes from.
+            set_readonly(c"/dev/shm", false, 0)?;
         }
         // Protected paths first: a writable root's recursive bind then carries their
         // read-only mounts along, and only its own top mount is made writable.

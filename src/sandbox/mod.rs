@@ -83,6 +83,8 @@ pub struct Policy {
     pub home: Option<PathBuf>,
     /// Where the allowlist proxy logs each request it admits or denies.
     pub network_log: Option<PathBuf>,
+    /// A writable directory of the process's own to mount over `/dev/shm`.
+    pub shm: Option<PathBuf>,
 }
 
 /// What the kernel offers, probed once per process.
@@ -165,6 +167,7 @@ fn probe_uncached() -> Result<Support, String> {
         network: Net::Off,
         home: None,
         network_log: None,
+        shm: None,
     };
     let full = Prepared::new(&policy, &support).map_err(|e| e.to_string())?;
     if let Err(e) = trial(full) {
@@ -379,6 +382,16 @@ impl Prepared {
         for p in &policy.write {
             rules.allow(p, landlock::WRITE)?;
         }
+        // Mounted over /dev/shm, its paths no longer pass through the writable root that
+        // holds it (Landlock follows mounts): it needs a rule of its own.
+        let shm = match &policy.shm {
+            Some(dir) if Path::new("/dev/shm").is_dir() => {
+                std::fs::create_dir_all(dir)?;
+                rules.allow(dir, landlock::WRITE)?;
+                Some(cstring(dir)?)
+            }
+            _ => None,
+        };
         let mut proxy = None;
         let mut hand_over = None;
         if let Net::Hosts(hosts) = &policy.network {
@@ -437,6 +450,7 @@ impl Prepared {
             masked_sockets,
             cwd: cstring(&policy.cwd)?,
             proxy: hand_over,
+            shm,
         };
         Ok(Prepared {
             namespaces: Some(namespaces),
@@ -505,6 +519,7 @@ mod tests {
             network: Net::Off,
             home: None,
             network_log: None,
+            shm: None,
         }
     }
 
