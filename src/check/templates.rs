@@ -85,6 +85,27 @@ pub fn check(
     checker.references
 }
 
+/// The offset of a `}}` outside string literals in an expression. minijinja's lexer
+/// reads it as the end of a `{{ … }}` the expression never opened and panics ("empty
+/// lexer stack", minijinja 2.24) when anything follows it, so the checker reports it
+/// instead of compiling the expression (found by fuzz/fuzz_targets/check.rs).
+fn stray_close(expression: &str) -> Option<usize> {
+    let bytes = expression.as_bytes();
+    let mut quote = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match (quote, bytes[i]) {
+            (Some(_), b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (None, c @ (b'\'' | b'"')) => quote = Some(c),
+            (None, b'}') if bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 struct Checker<'a> {
     runbook: &'a Runbook,
     map: &'a SourceMap,
@@ -101,6 +122,9 @@ impl Checker<'_> {
             return;
         }
         let variables = if t.expression {
+            if let Some(at) = stray_close(&t.text) {
+                return self.stray_close(t, at);
+            }
             match self.env.compile_expression(&t.text) {
                 Ok(e) => e.undeclared_variables(true),
                 Err(e) => return self.syntax_error(t, &e),
@@ -116,6 +140,20 @@ impl Checker<'_> {
         for v in variables {
             self.variable(t, &v, scope);
         }
+    }
+
+    /// E0301 for a `}}` in an expression (see [`stray_close`]).
+    fn stray_close(&mut self, t: &Template, at: usize) {
+        self.references.incomplete = true;
+        self.out.push(
+            Diagnostic::error(
+                "E0301",
+                t.location_of(at..at + 2),
+                "expression syntax error: `}}` closes nothing in an expression",
+            )
+            .with_label("here")
+            .with_help("an expression is written without `{{ }}`; a nested map closes with `} }`"),
+        );
     }
 
     fn syntax_error(&mut self, t: &Template, e: &minijinja::Error) {

@@ -410,7 +410,16 @@ impl<'a> Builder<'a> {
         head.push(Piece::Text("after".into()));
         let names: Vec<&str> = after.iter().map(|i| i.name.as_str()).collect();
         head.push(Piece::Text(names.join(", ")));
-        after.iter().map(|i| i.span.end).max().unwrap_or(0)
+        let end = after.iter().map(|i| i.span.end).max().unwrap_or(0);
+        // Past a trailing comma (`after a, b, {`): stopping before it, `block` found
+        // `,` instead of `{` and the whole block was dropped from the output (found by
+        // tests/grammar_proptest.rs).
+        let next = self.significant(end as usize);
+        if self.source.as_bytes().get(next) == Some(&b',') {
+            next as u32 + 1
+        } else {
+            end
+        }
     }
 
     fn step(&self, s: &ast::Step) -> Item {
@@ -618,7 +627,14 @@ impl<'a> Builder<'a> {
                 })
                 .collect();
         if let Some(t) = &b.timeout {
-            items.push(Item::field(t.span, "timeout", vec![self.text(t.span)]));
+            // The AST keeps only the value: the item starts at its keyword, or a blank
+            // line between the two counted as one before the field, and formatting was
+            // not idempotent (found by tests/grammar_proptest.rs).
+            let start = self
+                .previous_token_end(t.span.start as usize)
+                .saturating_sub("timeout".len());
+            let span = Span::new(start, t.span.end as usize);
+            items.push(Item::field(span, "timeout", vec![self.text(t.span)]));
         }
         let mut item = Item::new(b.span, vec![Piece::Text("rollback".into())]);
         item.block = self.block(b.key.span.end, b.span, items);
@@ -640,7 +656,11 @@ impl<'a> Builder<'a> {
     /// The end of the last token before `offset`, skipping whitespace and comments.
     fn previous_token_end(&self, mut offset: usize) -> usize {
         loop {
-            let trimmed = self.source[..offset].trim_end_matches(|c: char| c.is_whitespace());
+            // The grammar's WHITESPACE, byte-order mark included: stopping after a BOM
+            // gave an offset that `sh_start` moved back into it, and slicing there
+            // panicked (found by tests/grammar_proptest.rs).
+            let trimmed =
+                self.source[..offset].trim_end_matches([' ', '\t', '\r', '\n', '\u{FEFF}']);
             offset = trimmed.len();
             match self
                 .comments

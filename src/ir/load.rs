@@ -49,7 +49,12 @@ pub fn add_bytes(
 ) -> (FileId, Option<Diagnostic>) {
     match String::from_utf8(bytes) {
         Ok(text) => {
-            let empty = text.trim().is_empty();
+            // The grammar counts a byte-order mark as whitespace: a file of nothing else
+            // is empty too (its formatted form, with no BOM, was; found by
+            // tests/grammar_proptest.rs).
+            let empty = text
+                .trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}')
+                .is_empty();
             let id = map.add(path, name.clone(), Arc::from(text), false);
             let diagnostic = empty.then(|| {
                 Diagnostic::error(
@@ -69,13 +74,16 @@ pub fn add_bytes(
             let valid = error.utf8_error().valid_up_to();
             let bytes = error.into_bytes();
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            // The lossy text has the same prefix, so the offset still points right.
+            // The lossy text has the same prefix, so the offset still points right. The
+            // bad byte became U+FFFD there, three bytes long: a span of one byte would
+            // end inside it, and whoever slices the text with the span would panic
+            // (found by fuzz/fuzz_targets/check.rs).
             let id = map.add(path, name.clone(), Arc::from(text), false);
             let diagnostic = Diagnostic::error(
                 "E0003",
                 Location {
                     file: id,
-                    span: Span::new(valid, valid + 1),
+                    span: Span::new(valid, valid + char::REPLACEMENT_CHARACTER.len_utf8()),
                 },
                 format!("{name} is not valid UTF-8"),
             )

@@ -58,11 +58,21 @@ impl Template {
 
     /// The location of a byte range of the text.
     pub fn location_of(&self, range: std::ops::Range<usize>) -> Location {
-        let start = self.offsets.to_source(range.start);
-        let end = self
-            .offsets
-            .to_source(range.end.max(range.start))
-            .max(start);
+        // Widened to whole characters: minijinja can report a range that splits one
+        // (its "unexpected character" points at the first byte), and a span that ends
+        // inside a character panics whoever slices the source with it (found by
+        // fuzz/fuzz_targets/check.rs).
+        let text = &self.text;
+        let mut first = range.start.min(text.len());
+        while !text.is_char_boundary(first) {
+            first -= 1;
+        }
+        let mut last = range.end.max(range.start).min(text.len());
+        while !text.is_char_boundary(last) {
+            last += 1;
+        }
+        let start = self.offsets.to_source(first);
+        let end = self.offsets.to_source(last).max(start);
         Location {
             file: self.file,
             span: crate::syntax::source::Span { start, end },

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -604,7 +604,11 @@ fn intact_len(data: &[u8]) -> usize {
     }
     let body = &data[..end - 1];
     let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if serde_json::from_slice::<IgnoredAny>(&body[start..]).is_err() {
+    // Parsed into a `Value`, not skipped with `IgnoredAny`: skipping does not check
+    // strings (invalid UTF-8, lone surrogate escapes) or number ranges, so a line that
+    // `read_events` ignores as torn was kept here and, once a new line followed it,
+    // turned the journal corrupt (found by fuzz/fuzz_targets/journal.rs).
+    if serde_json::from_slice::<serde_json::Value>(&body[start..]).is_err() {
         return start;
     }
     end

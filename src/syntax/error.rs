@@ -518,9 +518,14 @@ fn help(text: &str, offset: usize, expected: &[Expected]) -> Option<String> {
         .next_back()
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if after_word && rest.starts_with(['-', '.', '/']) {
+        // Past the whole character before the name: it may be wider than one byte (a
+        // byte-order mark is whitespace to the grammar), and slicing inside it panicked
+        // (found by fuzz/fuzz_targets/check.rs).
         let start = text[..offset]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = offset
             + rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))

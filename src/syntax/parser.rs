@@ -215,6 +215,10 @@ fn import(pair: Pair<Rule>) -> Result<Import, SyntaxError> {
 
 fn param(pair: Pair<Rule>) -> Result<Param, SyntaxError> {
     let s = content_span(&pair);
+    let has_equals = pair
+        .clone()
+        .into_inner()
+        .any(|p| p.as_rule() == Rule::equals);
     let mut inner = pair.into_inner().filter(not_keyword);
     let name = ident(inner.next().expect("param name"));
     let ty = ident(
@@ -231,11 +235,12 @@ fn param(pair: Pair<Rule>) -> Result<Param, SyntaxError> {
     match rest.len() {
         0 => {}
         1 => {
-            // A lone string after the type is the default only if written after `=`;
-            // the grammar keeps `=` silent, so tell them apart by the source text.
+            // A lone literal after the type is the default only if written after `=`.
+            // Asked of the `=` rule, not of the text before the literal: a comment
+            // between them (`= /* why */ 3`) made the default a help text (found by
+            // tests/grammar_proptest.rs).
             let p = rest.into_iter().next().expect("one item");
-            let before = &p.get_input()[..p.as_span().start()];
-            if before.trim_end().ends_with('=') {
+            if has_equals {
                 default = Some(literal(p)?);
             } else {
                 help = Some(str_lit(p)?);
@@ -593,6 +598,17 @@ mod tests {
             panic!()
         };
         assert_eq!(s.name.name, "stepper");
+    }
+
+    #[test]
+    fn param_default_after_a_comment() {
+        let f = parse("runbook r { param n: int = /* why */ -3 }").unwrap();
+        let File::Runbook(r) = f else { panic!() };
+        let RunbookItem::Param(p) = &r.items[0] else {
+            panic!()
+        };
+        assert!(p.help.is_none());
+        assert!(matches!(&p.default, Some(Literal::Number(t)) if t.text == "-3"));
     }
 
     #[test]
