@@ -80,7 +80,15 @@ impl Listeners {
         let l = Listeners {
             tcp_port: tcp.local_addr().unwrap().port(),
             udp_port: udp.local_addr().unwrap().port(),
-            abstract_name: format!("runbook-test-{}", std::process::id()),
+            // Unique per listener: `cargo test` runs the tests as threads of one process.
+            abstract_name: {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                format!(
+                    "runbook-test-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::SeqCst)
+                )
+            },
             tcp_hits: Arc::default(),
             udp_hits: Arc::default(),
             unix_hits: Arc::default(),
