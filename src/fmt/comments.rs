@@ -32,7 +32,11 @@ pub fn scan(source: &str) -> Vec<Comment> {
             b'"' => i = skip_string(source, i),
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
                 let end = source[i..].find('\n').map_or(source.len(), |n| i + n);
-                let text = source[i..end].trim_end();
+                // Only the grammar's whitespace: `trim_end` also took a vertical tab (or
+                // any Unicode space) that ends the comment, which then stood outside it
+                // where the formatter looks for `{`, and the block was dropped (found by
+                // fuzz/fuzz_targets/check.rs).
+                let text = source[i..end].trim_end_matches([' ', '\t', '\r', '\u{FEFF}']);
                 out.push(comment(source, i, i + text.len(), text));
                 i = end;
             }

@@ -719,5 +719,8 @@ mod tests {
         assert_eq!(closest("stpe", &["step", "phase"]), Some("step"));
         assert_eq!(closest("xyz", &["step", "phase"]), None);
         assert_eq!(closest("step", &["step"]), None);
+        // Ties go to the first name in order, whatever the candidates' order.
+        assert_eq!(closest("s0", &["s2", "c0"]), Some("c0"));
+        assert_eq!(closest("s0", &["c0", "s2"]), Some("c0"));
     }
 }
