@@ -162,6 +162,10 @@ impl<'m> Lowerer<'m> {
             },
             timeout: None,
             local: false,
+            tool: None,
+            model: None,
+            max_turns: None,
+            budget: None,
         };
         let root_path = map.get(root).path.clone();
         let map_name = map.get(root).name.clone();
@@ -704,6 +708,11 @@ impl<'m> Lowerer<'m> {
             permissions,
             timeout: timeout.or_else(|| parent_agent.as_ref().and_then(|a| a.timeout.clone())),
             local,
+            // TODO(language): `kind`, `model`, `max_turns` and `budget` fields.
+            tool: parent_agent.as_ref().and_then(|a| a.tool),
+            model: parent_agent.as_ref().and_then(|a| a.model.clone()),
+            max_turns: parent_agent.as_ref().and_then(|a| a.max_turns.clone()),
+            budget: parent_agent.as_ref().and_then(|a| a.budget.clone()),
         }
     }
 
@@ -1265,6 +1274,9 @@ impl<'m> Lowerer<'m> {
             phases,
             nodes,
             rollback,
+            // TODO(language): `mcp NAME { … }` declarations and the runbook's `budget`.
+            mcp_servers: Vec::new(),
+            budget: None,
             policy,
             sources: std::mem::take(&mut self.sources),
             graph,

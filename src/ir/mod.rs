@@ -116,6 +116,60 @@ pub enum AgentKind {
     },
 }
 
+/// A CLI coding agent the interpreter knows (`kind claude`): it builds the agent's flags
+/// and config from the step's permissions and reads its machine-readable result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    /// Claude Code (`claude -p`).
+    Claude,
+    /// OpenAI Codex CLI (`codex exec`).
+    Codex,
+    /// Gemini CLI (`gemini`).
+    Gemini,
+    /// aider (`aider --message-file`).
+    Aider,
+}
+
+impl Tool {
+    /// Every tool, in the order `runbook agents` lists them.
+    pub const ALL: [Tool; 4] = [Tool::Claude, Tool::Codex, Tool::Gemini, Tool::Aider];
+
+    /// The name written after `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Claude => "claude",
+            Tool::Codex => "codex",
+            Tool::Gemini => "gemini",
+            Tool::Aider => "aider",
+        }
+    }
+
+    /// The tool written `name` after `kind`, if there is one.
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `mcp NAME { run "…" env [...] }`: an MCP server (stdio) that agents may be given.
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    /// The name agents' `mcp [...]` lists use (`fs`, or `tools.fs` when imported).
+    pub name: String,
+    /// Where it is declared.
+    pub location: Location,
+    /// The command line that starts it (split shell-style).
+    pub run: String,
+    /// Variables (and secrets) it receives.
+    pub env: Vec<String>,
+}
+
 /// Network access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
@@ -192,6 +246,15 @@ pub struct Agent {
     pub timeout: Option<DurationValue>,
     /// Whether it is declared in the checked runbook itself (not imported, not builtin).
     pub local: bool,
+    /// The CLI agent its `run` starts (`kind`), inherited through `uses`; `None` for the
+    /// shell and for plain `command` agents.
+    pub tool: Option<Tool>,
+    /// `model "…"`: the model the tool is asked to use.
+    pub model: Option<Setting<String>>,
+    /// `max_turns N`: the most model turns per attempt.
+    pub max_turns: Option<Setting<u32>>,
+    /// `budget 2.50`: the most US dollars per attempt, where the tool reports cost.
+    pub budget: Option<Setting<f64>>,
 }
 
 /// Where a failed step leads.
@@ -440,6 +503,11 @@ pub struct Runbook {
     pub nodes: Vec<Node>,
     /// The runbook's own compensation blocks.
     pub rollback: Vec<RollbackBlock>,
+    /// MCP servers declared in the runbook and its imports.
+    pub mcp_servers: Vec<McpServer>,
+    /// `budget 10.00`: the most US dollars the whole run may cost, summed over the cost
+    /// the agents report.
+    pub budget: Option<Setting<f64>>,
     /// The repository policy, if one applies.
     pub policy: Option<Policy>,
     /// Every file this runbook was built from.
