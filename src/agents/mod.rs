@@ -2,3 +2,5 @@
 
 pub mod leftover;
 pub mod process;
+pub mod report;
+pub mod tools;
