@@ -73,11 +73,7 @@ fn last_object(text: &str, want: impl Fn(&Value) -> bool) -> Option<Value> {
             }
         }
         if t.trim_end() == "{" {
-            let rest: String = text
-                .lines()
-                .skip(i)
-                .collect::<Vec<_>>()
-                .join("\n");
+            let rest: String = text.lines().skip(i).collect::<Vec<_>>().join("\n");
             let mut stream = serde_json::Deserializer::from_str(&rest).into_iter::<Value>();
             if let Some(Ok(v)) = stream.next() {
                 if want(&v) {
@@ -98,7 +94,9 @@ fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
 }
 
 fn claude(stdout: &str) -> Option<AgentReport> {
-    let v = last_object(stdout, |v| v.get("type").and_then(Value::as_str) == Some("result"))?;
+    let v = last_object(stdout, |v| {
+        v.get("type").and_then(Value::as_str) == Some("result")
+    })?;
     let subtype = v.get("subtype").and_then(Value::as_str).unwrap_or("");
     let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(true);
     let message = v
@@ -149,10 +147,14 @@ fn claude(stdout: &str) -> Option<AgentReport> {
         })
         .unwrap_or_default();
     let usage = v.get("usage").cloned().unwrap_or(Value::Null);
-    let input_tokens = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
-        .iter()
-        .filter_map(|k| u64_at(&usage, &[k]))
-        .reduce(|a, b| a + b);
+    let input_tokens = [
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ]
+    .iter()
+    .filter_map(|k| u64_at(&usage, &[k]))
+    .reduce(|a, b| a + b);
     Some(AgentReport {
         ok,
         reason,
@@ -367,7 +369,10 @@ mod tests {
         let r = parse(Tool::Gemini, out, Some(0)).unwrap();
         assert!(r.ok);
         assert_eq!(r.message, "all done");
-        assert_eq!((r.turns, r.input_tokens, r.output_tokens), (Some(2), Some(50), Some(9)));
+        assert_eq!(
+            (r.turns, r.input_tokens, r.output_tokens),
+            (Some(2), Some(50), Some(9))
+        );
         assert_eq!(r.tool_calls, Some(2));
         assert_eq!(r.denials, vec!["run_shell_command: denied"]);
         let err = "{\n  \"error\": {\"type\": \"FatalTurnLimitedError\", \"message\": \"limit\", \"code\": 53}\n}\n";

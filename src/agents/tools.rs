@@ -313,8 +313,11 @@ fn claude(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     ] {
         inv.env.push((k.into(), "1".into()));
     }
-    inv.endpoints
-        .push(endpoint(req, "ANTHROPIC_BASE_URL", "api.anthropic.com:443")?);
+    inv.endpoints.push(endpoint(
+        req,
+        "ANTHROPIC_BASE_URL",
+        "api.anthropic.com:443",
+    )?);
     Ok(())
 }
 
@@ -367,7 +370,8 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
             vars.join(", ")
         );
     }
-    inv.files.push((PathBuf::from(".codex/config.toml"), config));
+    inv.files
+        .push((PathBuf::from(".codex/config.toml"), config));
     inv.env.push((
         "CODEX_HOME".into(),
         req.home.join(".codex").display().to_string(),
@@ -465,9 +469,8 @@ fn gemini(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
         inv.files
             .push((PathBuf::from(".gemini/policies/runbook.toml"), policy));
     }
-    inv.argv.extend(
-        ["--output-format", "json", "--approval-mode", "yolo"].map(String::from),
-    );
+    inv.argv
+        .extend(["--output-format", "json", "--approval-mode", "yolo"].map(String::from));
     if let Some(model) = &req.agent.model {
         inv.argv.extend(["-m".into(), model.value.clone()]);
     }

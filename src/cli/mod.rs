@@ -1,6 +1,7 @@
 //! The command line: argument parsing and one module per subcommand. This is the edge
 //! where stage errors become messages and exit codes.
 
+mod agents;
 mod approve;
 mod check;
 mod dry_run;
@@ -49,6 +50,8 @@ enum Command {
     Show(runs::ShowArgs),
     /// Remove the git worktrees of finished runs (records and branches stay).
     Gc(gc::Args),
+    /// List the CLI agent presets: installed or not, version, which key variables are set.
+    Agents(agents::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -72,6 +75,7 @@ pub fn main() -> i32 {
         Command::Runs => runs::list(),
         Command::Show(args) => runs::show(args),
         Command::Gc(args) => gc::run(args),
+        Command::Agents(args) => agents::run(args),
     }
 }
 

@@ -960,6 +960,7 @@ fn drive(
         cancel,
         cancel_tx,
         progress,
+        spent_usd: std::sync::Mutex::new(state.spent_usd),
         views,
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -1242,6 +1243,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         },
         cancel,
         cancel_tx,
+        spent_usd: std::sync::Mutex::new(state.spent_usd),
         views: Default::default(),
     };
     let spec = state.spec.clone();

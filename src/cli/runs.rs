@@ -195,6 +195,7 @@ pub fn show(args: ShowArgs) -> i32 {
                 _ => None,
             })
             .collect();
+        let usage = usage_of(&selected);
         let doc = serde_json::json!({
             "run_id": dir.id().as_str(),
             "runbook": s.runbook,
@@ -203,6 +204,7 @@ pub fn show(args: ShowArgs) -> i32 {
             "ended": s.ended,
             "events": selected,
             "results": results,
+            "usage": usage.as_ref().map(Usage::json),
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return EXIT_OK;
@@ -216,7 +218,7 @@ pub fn show(args: ShowArgs) -> i32 {
         s.started
     );
     println!("records: {}", dir.path().display());
-    for e in selected {
+    for e in &selected {
         let line = match e {
             Event::RunStarted {
                 time,
@@ -267,6 +269,7 @@ pub fn show(args: ShowArgs) -> i32 {
                 retry,
                 commit,
                 changes,
+                agent,
                 ..
             } => {
                 let what = if *ok {
@@ -289,10 +292,14 @@ pub fn show(args: ShowArgs) -> i32 {
                     ),
                     _ => String::new(),
                 };
-                format!(
+                let mut text = format!(
                     "{time}  {what} {step} attempt {attempt} in {:.1}s{why}{committed}",
                     *duration_ms as f64 / 1000.0
-                )
+                );
+                if let Some(a) = agent {
+                    text.push_str(&format!("\n      {}", describe_report(a)));
+                }
+                text
             }
             Event::Violation {
                 time,
@@ -392,7 +399,163 @@ pub fn show(args: ShowArgs) -> i32 {
         };
         println!("{line}");
     }
+    if let Some(usage) = usage_of(&selected) {
+        print!("{}", usage.table());
+    }
     EXIT_OK
+}
+
+/// One line of what a CLI agent reported about an attempt.
+fn describe_report(a: &crate::agents::report::AgentReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = a.turns {
+        parts.push(format!("{t} turns"));
+    }
+    if a.input_tokens.is_some() || a.output_tokens.is_some() {
+        parts.push(format!(
+            "{} in / {} out tokens",
+            a.input_tokens.unwrap_or(0),
+            a.output_tokens.unwrap_or(0)
+        ));
+    }
+    if let Some(c) = a.cost_usd {
+        parts.push(format!("${c:.4}"));
+    }
+    if let Some(n) = a.tool_calls {
+        parts.push(format!("{n} tool calls"));
+    }
+    let mut text = if parts.is_empty() {
+        "agent reported no usage".to_string()
+    } else {
+        parts.join(", ")
+    };
+    if !a.denials.is_empty() {
+        text.push_str(&format!("; denied: {}", a.denials.join(" | ")));
+    }
+    text
+}
+
+/// Turns, tokens and cost summed per step and over the run.
+#[derive(Default)]
+struct Usage {
+    /// Per step, in the order steps first reported.
+    steps: Vec<(String, UsageRow)>,
+}
+
+/// One row of [`Usage`].
+#[derive(Default, Clone, Copy)]
+struct UsageRow {
+    attempts: u64,
+    turns: u64,
+    input: u64,
+    output: u64,
+    cost: Option<f64>,
+}
+
+impl UsageRow {
+    fn add(&mut self, a: &crate::agents::report::AgentReport) {
+        self.attempts += 1;
+        self.turns += a.turns.unwrap_or(0);
+        self.input += a.input_tokens.unwrap_or(0);
+        self.output += a.output_tokens.unwrap_or(0);
+        if let Some(c) = a.cost_usd {
+            self.cost = Some(self.cost.unwrap_or(0.0) + c);
+        }
+    }
+
+    fn merge(&mut self, o: &UsageRow) {
+        self.attempts += o.attempts;
+        self.turns += o.turns;
+        self.input += o.input;
+        self.output += o.output;
+        if let Some(c) = o.cost {
+            self.cost = Some(self.cost.unwrap_or(0.0) + c);
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "attempts": self.attempts,
+            "turns": self.turns,
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+            "cost_usd": self.cost,
+        })
+    }
+}
+
+impl Usage {
+    fn total(&self) -> UsageRow {
+        let mut t = UsageRow::default();
+        for (_, r) in &self.steps {
+            t.merge(r);
+        }
+        t
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let steps: serde_json::Map<String, serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|(name, r)| (name.clone(), r.json()))
+            .collect();
+        serde_json::json!({"steps": steps, "total": self.total().json()})
+    }
+
+    fn table(&self) -> String {
+        let cost = |c: Option<f64>| c.map_or_else(|| "-".to_string(), |c| format!("${c:.4}"));
+        let width = self
+            .steps
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(0)
+            .max("total".len());
+        let mut out = format!(
+            "\nagent usage:\n  {:width$}  {:>8}  {:>5}  {:>10}  {:>10}  {:>10}\n",
+            "step", "attempts", "turns", "in tokens", "out tokens", "cost"
+        );
+        let total = self.total();
+        for (name, r) in self
+            .steps
+            .iter()
+            .map(|(n, r)| (n.as_str(), r))
+            .chain([("total", &total)])
+        {
+            out.push_str(&format!(
+                "  {name:width$}  {:>8}  {:>5}  {:>10}  {:>10}  {:>10}\n",
+                r.attempts,
+                r.turns,
+                r.input,
+                r.output,
+                cost(r.cost)
+            ));
+        }
+        out
+    }
+}
+
+/// The usage the selected events report, if any CLI agent reported any.
+fn usage_of(events: &[&Event]) -> Option<Usage> {
+    let mut usage = Usage::default();
+    for e in events {
+        if let Event::StepFinished {
+            step,
+            agent: Some(a),
+            ..
+        } = e
+        {
+            match usage.steps.iter_mut().find(|(n, _)| n == step) {
+                Some((_, row)) => row.add(a),
+                None => {
+                    let mut row = UsageRow::default();
+                    row.add(a);
+                    usage.steps.push((step.clone(), row));
+                }
+            }
+        }
+    }
+    (!usage.steps.is_empty()).then_some(usage)
 }
 
 /// One file one step changed, for `show --changes`.

@@ -28,6 +28,41 @@ fn locate(program: &str, cwd: &Path, path_dirs: &[PathBuf]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// What a program needs to read besides itself: a symlink's target, and for an npm
+/// package (the CLI agents) the whole `node_modules` it lives in, where its own
+/// dependencies and platform binaries are.
+fn program_reads(program: &Path) -> Vec<PathBuf> {
+    let mut out = vec![program.to_path_buf()];
+    let Ok(real) = std::fs::canonicalize(program) else {
+        return out;
+    };
+    let top_modules = real
+        .ancestors()
+        .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+        .last()
+        .map(Path::to_path_buf);
+    match top_modules {
+        Some(m) => out.push(m),
+        None => out.push(real),
+    }
+    out
+}
+
+/// The network of a process of `agent` that talks to its model at `endpoints`: a CLI
+/// agent must reach its model even when its tools may reach nothing, so the endpoints
+/// join the host list (through the proxy) of an agent that is not simply `network on`.
+pub fn effective_network(agent: &Agent, endpoints: &[String]) -> Network {
+    match (&agent.permissions.network.value, endpoints.is_empty()) {
+        (network, true) | (network @ Network::On, _) => network.clone(),
+        (Network::Off, false) => Network::Hosts(endpoints.to_vec()),
+        (Network::Hosts(hosts), false) => {
+            let mut all = hosts.clone();
+            all.extend(endpoints.iter().filter(|e| !hosts.contains(e)).cloned());
+            Network::Hosts(all)
+        }
+    }
+}
+
 /// The policy of a process `agent` runs in `workdir`, with `tmp` as its own temp dir.
 fn policy(
     session: &Session,
@@ -36,6 +71,7 @@ fn policy(
     tmp: &Path,
     extra_read: &[PathBuf],
     network_log: Option<&Path>,
+    endpoints: &[String],
 ) -> Policy {
     let home = var(session, "HOME").map(PathBuf::from);
     let path_dirs: Vec<PathBuf> = var(session, "PATH")
@@ -68,7 +104,9 @@ fn policy(
             .ok()
             .and_then(|argv| argv.into_iter().next())
         {
-            read.extend(locate(&program, workdir, &path_dirs));
+            if let Some(found) = locate(&program, workdir, &path_dirs) {
+                read.extend(program_reads(&found));
+            }
         }
     }
 
@@ -104,7 +142,7 @@ fn policy(
         read: minimal(read),
         write,
         protected,
-        network: match &perms.network.value {
+        network: match &effective_network(agent, endpoints) {
             Network::On => Net::On,
             Network::Off => Net::Off,
             Network::Hosts(hosts) => Net::Hosts(hosts.clone()),
@@ -129,13 +167,22 @@ pub fn prepare(
     tmp: &Path,
     extra_read: &[PathBuf],
     network_log: Option<&Path>,
+    endpoints: &[String],
 ) -> Result<Option<Arc<Prepared>>, String> {
     let Some(support) = &session.options.sandbox else {
         return Ok(None);
     };
     std::fs::create_dir_all(tmp)
         .map_err(|e| format!("cannot create the step's temp dir {}: {e}", tmp.display()))?;
-    let policy = policy(session, agent, workdir, tmp, extra_read, network_log);
+    let policy = policy(
+        session,
+        agent,
+        workdir,
+        tmp,
+        extra_read,
+        network_log,
+        endpoints,
+    );
     Prepared::new(&policy, support)
         .map(|p| Some(Arc::new(p)))
         .map_err(|e| e.to_string())
@@ -153,9 +200,9 @@ pub fn disallowed_programs(agent: &Agent, line: &str) -> Vec<String> {
 
 /// The proxy variables of a step whose agent has a host list: every common tool reads
 /// one of them, and the proxy is the only way out of the step's network namespace.
-pub fn proxy_env(session: &Session, agent: &Agent) -> Vec<(String, String)> {
+pub fn proxy_env(session: &Session, agent: &Agent, endpoints: &[String]) -> Vec<(String, String)> {
     if session.options.sandbox.is_none()
-        || !matches!(agent.permissions.network.value, Network::Hosts(_))
+        || !matches!(effective_network(agent, endpoints), Network::Hosts(_))
     {
         return Vec::new();
     }

@@ -177,6 +177,10 @@ pub enum Event {
         /// The run branch after the commit was merged into it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tip: Option<String>,
+        /// What a CLI agent reported (turns, tokens, cost, denials); its final message
+        /// is in the attempt's `message.md`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<crate::agents::report::AgentReport>,
     },
     /// An attempt changed paths its agent may not write: nothing of it is kept.
     Violation {

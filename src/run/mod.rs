@@ -104,6 +104,8 @@ pub struct Session {
     pub cancel_tx: tokio::sync::watch::Sender<bool>,
     /// The terminal view.
     pub progress: progress::Progress,
+    /// US dollars the agents of this run reported spending (for the run's `budget`).
+    pub spent_usd: std::sync::Mutex<f64>,
     /// What templates see of each step. Written by the scheduler, read by step tasks;
     /// a template only reads ancestors, whose entries no longer change.
     pub views: std::sync::RwLock<BTreeMap<String, StepView>>,
@@ -221,7 +223,14 @@ pub fn views_from_records(dir: &RunDir, state: &state::RunState) -> BTreeMap<Str
         if *status == state::NodeStatus::Succeeded {
             // The last attempt's output is the step's output.
             let attempt = state.attempts.get(name).copied().unwrap_or(1);
-            let path = dir.step_attempt_dir(name, attempt).stdout();
+            // A CLI agent's output is its final message, not its JSON.
+            let attempt_dir = dir.step_attempt_dir(name, attempt);
+            let message = attempt_dir.path().join("message.md");
+            let path = if message.exists() {
+                message
+            } else {
+                attempt_dir.stdout()
+            };
             if let Ok(bytes) = read_prefix(&path, context::OUTPUT_CAP) {
                 view.output = String::from_utf8_lossy(&bytes).trim_end().to_string();
             }

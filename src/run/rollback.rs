@@ -57,7 +57,7 @@ pub async fn run(session: &Session, state: &RunState, reason: &str) -> Result<bo
     // worktree they run in.
     let tmp = session.dir.path().join("tmp").join("rollback");
     let shell = runbook.agent(crate::ir::SHELL);
-    let sandbox = super::confine::prepare(session, shell, &session.workdir, &tmp, &[], None)
+    let sandbox = super::confine::prepare(session, shell, &session.workdir, &tmp, &[], None, &[])
         .map_err(|e| format!("cannot confine the compensations: {e}"))?;
     let mut env = session.base_env.clone();
     if sandbox.is_some() {

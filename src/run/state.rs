@@ -115,6 +115,8 @@ pub struct RunState {
     pub results: HashMap<String, String>,
     /// What each finished step changed.
     pub files: HashMap<String, Vec<FileChange>>,
+    /// US dollars the agents reported spending, over every finished attempt.
+    pub spent_usd: f64,
     /// The run branch as last recorded.
     pub tip: Option<String>,
     /// Steps whose commit conflicts with the run branch.
@@ -222,9 +224,11 @@ impl RunState {
                 commit,
                 changes,
                 tip,
+                agent,
                 ..
             } => {
                 *self.finished_attempts.entry(step.clone()).or_default() += 1;
+                self.spent_usd += agent.as_ref().and_then(|a| a.cost_usd).unwrap_or(0.0);
                 if *ok {
                     self.nodes.insert(step.clone(), NodeStatus::Succeeded);
                     self.completed.push(step.clone());
@@ -377,6 +381,7 @@ mod tests {
             commit: None,
             changes: Vec::new(),
             tip: None,
+            agent: None,
         }
     }
 

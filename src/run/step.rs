@@ -63,6 +63,9 @@ struct AttemptResult {
     /// The process slot, held until the attempt's end is in the journal: with `--jobs N`
     /// the journal never shows more than N attempts between start and finish.
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// What a CLI agent reported, and the argv it was started with.
+    agent: Option<crate::agents::report::AgentReport>,
+    argv: Option<Vec<String>>,
     /// Held from before its commit is merged until its `step_finished` is in the journal:
     /// the journal then records landings in the order the branch took them, and a
     /// resume that resets the branch to a recorded tip never keeps the merge of a step
@@ -197,6 +200,11 @@ pub async fn run(
             commit: r.commit.map(|c| c.to_string()),
             changes: r.changes.clone(),
             tip: r.tip.map(|t| t.to_string()),
+            // The message is in `message.md`: the journal keeps what the state needs.
+            agent: r.agent.clone().map(|mut a| {
+                a.message.clear();
+                a
+            }),
         };
         let appended = journal(e);
         drop(r.slot);
@@ -264,6 +272,7 @@ fn fail_without_attempt(
         commit: None,
         changes: Vec::new(),
         tip: None,
+        agent: None,
     };
     match session.journal.append(&e) {
         Ok(seq) => StepReport {
@@ -431,6 +440,32 @@ async fn attempt_once(
         .path()
         .join("tmp")
         .join(format!("{}-{attempt}", n.name));
+    // A CLI agent the interpreter knows: its flags and config from the permissions.
+    let tool = match (&agent.kind, agent.tool) {
+        (AgentKind::Command { run }, Some(t)) => Some((t, run.as_str())),
+        _ => None,
+    };
+    let mut invocation = None;
+    if let (Some((t, run)), true) = (tool, refused.is_empty()) {
+        match prepare_tool(
+            session,
+            agent,
+            t,
+            run,
+            &workdir,
+            &tmp,
+            &dir,
+            &prompt_path,
+            &mut env,
+        ) {
+            Ok(inv) => invocation = Some(inv),
+            Err(reason) => return Ok(fail_early(reason, slot)),
+        }
+    }
+    let endpoints = invocation
+        .as_ref()
+        .map(|i| i.endpoints.clone())
+        .unwrap_or_default();
     let sandbox = if refused.is_empty() {
         confine::prepare(
             session,
@@ -439,6 +474,7 @@ async fn attempt_once(
             &tmp,
             std::slice::from_ref(&prompt_path),
             Some(&dir.join("network.log")),
+            &endpoints,
         )
     } else {
         Err(format!(
@@ -459,27 +495,31 @@ async fn attempt_once(
     };
     if sandbox.is_some() {
         env.push(("TMPDIR".into(), tmp.display().to_string()));
-        env.extend(confine::proxy_env(session, agent));
+        env.extend(confine::proxy_env(session, agent, &endpoints));
     }
     // The temp dir goes with the attempt, whichever way it ends.
-    let _tmp_guard = sandbox.is_some().then(|| TempDirGuard(tmp.clone()));
+    let _tmp_guard = (sandbox.is_some() || invocation.is_some()).then(|| TempDirGuard(tmp.clone()));
     let stdout_path = dir.join("stdout.log");
     let stderr_path = dir.join("stderr.log");
 
     let outcome = match &agent.kind {
         AgentKind::Command { run } => {
-            let argv = match crate::agents::process::split_command_line(run) {
-                Ok(argv) => argv,
-                Err(e) => {
-                    return Ok(fail_early(format!("cannot split `{run}`: {e}"), slot));
-                }
+            let argv = match &invocation {
+                Some(inv) => inv.argv.clone(),
+                None => match crate::agents::process::split_command_line(run) {
+                    Ok(argv) => argv,
+                    Err(e) => {
+                        return Ok(fail_early(format!("cannot split `{run}`: {e}"), slot));
+                    }
+                },
             };
+            let on_stdin = invocation.as_ref().map_or(true, |i| i.prompt_on_stdin);
             let spec = ProcessSpec {
                 program: argv[0].clone(),
                 args: argv[1..].to_vec(),
                 cwd: workdir.clone(),
                 env: env.clone(),
-                stdin: Some(body.clone().into_bytes()),
+                stdin: on_stdin.then(|| body.clone().into_bytes()),
                 stdout_path: stdout_path.clone(),
                 stderr_path: stderr_path.clone(),
                 timeout,
@@ -518,6 +558,15 @@ async fn attempt_once(
     };
     if result.interrupted {
         return Ok((result, started, started.elapsed().as_millis() as u64));
+    }
+    if let (Some((t, _)), Some(inv)) = (tool, &invocation) {
+        result.argv = Some(
+            inv.argv
+                .iter()
+                .map(|a| session.redactor.redact_str(a))
+                .collect(),
+        );
+        apply_report(session, agent, t, &dir, &stdout_path, &mut result);
     }
     if result.ok {
         for p in &step.produces {
@@ -981,6 +1030,196 @@ fn produced(workdir: &std::path::Path, path: &str) -> bool {
     walk(workdir, workdir, &p, 0)
 }
 
+/// Builds a CLI agent's invocation: its MCP servers' variables join `env`, its config
+/// files are written into the attempt's own home (and copied under `agent/` in the
+/// records), and its environment replaces HOME.
+#[allow(clippy::too_many_arguments)]
+fn prepare_tool(
+    session: &Session,
+    agent: &crate::ir::Agent,
+    tool: crate::ir::Tool,
+    run: &str,
+    workdir: &std::path::Path,
+    tmp: &std::path::Path,
+    dir: &std::path::Path,
+    prompt_path: &std::path::Path,
+    env: &mut Vec<(String, String)>,
+) -> Result<crate::agents::tools::Invocation, String> {
+    let runbook = session.checked.runbook();
+    let servers: Vec<&crate::ir::McpServer> = runbook
+        .mcp_servers
+        .iter()
+        .filter(|s| {
+            agent
+                .permissions
+                .mcp
+                .value
+                .iter()
+                .any(|p| p.matches(&s.name))
+        })
+        .collect();
+    for name in servers.iter().flat_map(|s| &s.env) {
+        if env.iter().any(|(k, _)| k == name) {
+            continue;
+        }
+        if let Some(value) = session.secrets.get(name) {
+            env.push((name.clone(), value.clone()));
+        } else if let Ok(value) = std::env::var(name) {
+            env.push((name.clone(), value));
+        }
+    }
+    let budget_usd = attempt_budget(session, agent)?;
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home)
+        .map_err(|e| format!("cannot create the agent's home {}: {e}", home.display()))?;
+    let user_home = session
+        .base_env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| std::path::PathBuf::from(v));
+    let req = crate::agents::tools::Request {
+        tool,
+        agent,
+        run,
+        workdir,
+        home: &home,
+        user_home: user_home.as_deref(),
+        prompt_file: prompt_path,
+        env,
+        mcp: servers,
+        budget_usd: if tool == crate::ir::Tool::Claude {
+            budget_usd
+        } else {
+            None
+        },
+    };
+    let inv = crate::agents::tools::invocation(&req).map_err(|e| e.to_string())?;
+    for (rel, text) in &inv.files {
+        let text = session.redactor.redact_str(text);
+        for root in [home.clone(), dir.join("agent")] {
+            let path = root.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            crate::record::run_dir::write_record(&path, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    env.retain(|(k, _)| !inv.env.iter().any(|(n, _)| n == k));
+    env.extend(inv.env.iter().cloned());
+    Ok(inv)
+}
+
+/// The most an attempt of `agent` may cost: its own budget, capped by what is left of
+/// the run's; an error when the run's budget is already spent.
+fn attempt_budget(session: &Session, agent: &crate::ir::Agent) -> Result<Option<f64>, String> {
+    let spent = *session
+        .spent_usd
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let left = match session.checked.runbook().budget.as_ref().map(|b| b.value) {
+        Some(b) if spent >= b => {
+            return Err(format!(
+                "not started: the run's budget of ${b:.2} is spent (${spent:.4} reported so far)"
+            ))
+        }
+        Some(b) => Some(b - spent),
+        None => None,
+    };
+    Ok(match (agent.budget.as_ref().map(|b| b.value), left) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    })
+}
+
+/// Reads what a CLI agent reported and makes it the attempt's result: success or
+/// failure by the tool's own account, its final message as the output (in
+/// `message.md`), and the budgets checked against the cost it reports.
+fn apply_report(
+    session: &Session,
+    agent: &crate::ir::Agent,
+    tool: crate::ir::Tool,
+    dir: &std::path::Path,
+    stdout_path: &std::path::Path,
+    result: &mut AttemptResult,
+) {
+    // The report comes last and can follow megabytes of events: read the whole log,
+    // up to a bound no real report comes near.
+    let text = read_prefix_lossy(stdout_path, 256 << 20);
+    let timed_out = result.exit_code.is_none() && !result.ok;
+    let Some(report) = crate::agents::report::parse(tool, &text, result.exit_code) else {
+        if result.ok {
+            result.ok = false;
+            result.reason = Some(format!(
+                "{tool} printed no result: expected its machine-readable output on stdout"
+            ));
+        }
+        return;
+    };
+    if !timed_out && !report.ok {
+        result.ok = false;
+        result.reason = report.reason.clone().or(result.reason.take());
+    }
+    let mut message = report.message.clone();
+    message.truncate(floor_char_boundary(&message, OUTPUT_CAP));
+    let redacted = session.redactor.redact_str(&message);
+    if let Err(e) =
+        crate::record::run_dir::write_record(&dir.join("message.md"), redacted.as_bytes())
+    {
+        session.progress.warn(&format!(
+            "cannot write {}: {e}",
+            dir.join("message.md").display()
+        ));
+    }
+    result.output = message;
+    if let Some(cost) = report.cost_usd {
+        let total = {
+            let mut spent = session
+                .spent_usd
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *spent += cost;
+            *spent
+        };
+        if let Some(b) = &agent.budget {
+            if cost > b.value && result.ok {
+                result.ok = false;
+                result.reason = Some(format!(
+                    "over budget: the attempt cost ${cost:.4}, the budget of agent `{}` is ${:.2}",
+                    agent.name, b.value
+                ));
+            }
+        }
+        if let Some(b) = &session.checked.runbook().budget {
+            if total > b.value {
+                // The run stops, whatever the step's `on_failure`.
+                session
+                    .stopping
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                if result.ok {
+                    result.ok = false;
+                }
+                result.reason = Some(format!(
+                    "the run's budget of ${:.2} is exceeded: ${total:.4} reported so far",
+                    b.value
+                ));
+            }
+        }
+    }
+    result.agent = Some(report);
+}
+
+/// The first `limit` bytes of a file as text (empty when it cannot be read).
+fn read_prefix_lossy(path: &std::path::Path, limit: u64) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(limit).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_result(
     dir: &std::path::Path,
@@ -1004,6 +1243,8 @@ fn write_result(
         "commit": r.commit.map(|c| c.to_string()),
         "files": r.changes,
         "run_branch": r.tip.map(|t| t.to_string()),
+        "argv": r.argv,
+        "agent_report": r.agent,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     if let Err(e) = crate::record::run_dir::write_record(&dir.join("result.json"), text.as_bytes())
