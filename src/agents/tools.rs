@@ -75,6 +75,8 @@ pub struct Invocation {
     pub endpoints: Vec<String>,
     /// Whether the prompt goes on stdin (else it is in the prompt file).
     pub prompt_on_stdin: bool,
+    /// Programs the tool starts itself (its MCP servers): the sandbox lets it read them.
+    pub programs: Vec<String>,
 }
 
 /// Why an invocation cannot be built.
@@ -108,6 +110,12 @@ pub fn invocation(req: &Request) -> Result<Invocation, InvocationError> {
         files: Vec::new(),
         endpoints: Vec::new(),
         prompt_on_stdin: true,
+        programs: req
+            .mcp
+            .iter()
+            .filter_map(|s| mcp_argv(s).ok())
+            .map(|a| a[0].clone())
+            .collect(),
     };
     match req.tool {
         Tool::Claude => claude(req, &mut inv)?,
@@ -346,16 +354,18 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     let network = !matches!(perms.network.value, Network::Off);
     let _ = writeln!(config, "network_access = {network}");
     if let Some(url) = base {
-        let key = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-            .into_iter()
-            .find(|k| var(req, k).is_some())
-            .unwrap_or("OPENAI_API_KEY");
         let _ = write!(
             config,
-            "\n[model_providers.runbook]\nname = \"runbook\"\nbase_url = {}\nwire_api = \"responses\"\nenv_key = {}\n",
+            "\n[model_providers.runbook]\nname = \"runbook\"\nbase_url = {}\nwire_api = \"responses\"\n",
             toml_str(url),
-            toml_str(key)
         );
+        // The key by its name: the value stays in the environment.
+        if let Some(key) = ["OPENAI_API_KEY", "CODEX_API_KEY"]
+            .into_iter()
+            .find(|k| var(req, k).is_some())
+        {
+            let _ = writeln!(config, "env_key = {}", toml_str(key));
+        }
     }
     for s in &req.mcp {
         let argv = mcp_argv(s)?;

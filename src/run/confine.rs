@@ -63,6 +63,20 @@ pub fn effective_network(agent: &Agent, endpoints: &[String]) -> Network {
     }
 }
 
+/// What the sandbox must let a process read to start `program` (a name on the PATH, or
+/// a path against `workdir`): nothing when it is not found.
+pub fn program_paths(session: &Session, workdir: &Path, program: &str) -> Vec<PathBuf> {
+    let path_dirs: Vec<PathBuf> = var(session, "PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    locate(program, workdir, &path_dirs)
+        .map(|p| program_reads(&p))
+        .unwrap_or_default()
+}
+
 /// The policy of a process `agent` runs in `workdir`, with `tmp` as its own temp dir.
 fn policy(
     session: &Session,

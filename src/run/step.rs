@@ -466,13 +466,17 @@ async fn attempt_once(
         .as_ref()
         .map(|i| i.endpoints.clone())
         .unwrap_or_default();
+    let mut extra_read = vec![prompt_path.clone()];
+    for program in invocation.iter().flat_map(|i| &i.programs) {
+        extra_read.extend(confine::program_paths(session, &workdir, program));
+    }
     let sandbox = if refused.is_empty() {
         confine::prepare(
             session,
             agent,
             &workdir,
             &tmp,
-            std::slice::from_ref(&prompt_path),
+            &extra_read,
             Some(&dir.join("network.log")),
             &endpoints,
         )
