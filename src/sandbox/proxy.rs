@@ -114,6 +114,36 @@ fn parse(line: &str) -> Option<Target> {
     })
 }
 
+/// The head of a plain-HTTP request as the origin server gets it: the request line in
+/// origin form, hop-by-hop and proxy headers dropped, and `Connection: close`. One
+/// request per connection: the proxy relays bytes after the head without parsing
+/// them, so a client must not send its next request (which may be for another host)
+/// down the same connection; closing makes it open a new one, which is checked anew.
+fn origin_request(line: &str, head: &str) -> String {
+    let mut out = format!("{line}\r\n");
+    for h in head.split("\r\n").skip(1) {
+        if h.is_empty() {
+            continue;
+        }
+        let name = h.split(':').next().unwrap_or_default().trim();
+        if [
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+        ]
+        .iter()
+        .any(|d| name.eq_ignore_ascii_case(d))
+        {
+            continue;
+        }
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
 fn split_host_port(authority: &str, default: u16) -> Option<(String, u16)> {
     // Credentials in the authority are never forwarded.
     let authority = authority.rsplit('@').next()?;
@@ -202,9 +232,8 @@ async fn handle(mut client: TcpStream, rules: &Allowlist) -> io::Result<()> {
             .await?;
     } else {
         let line = target.origin_line.unwrap_or_default();
-        let rest = text.split_once("\r\n").map(|(_, r)| r).unwrap_or_default();
         upstream
-            .write_all(format!("{line}\r\n{rest}").as_bytes())
+            .write_all(origin_request(&line, &text).as_bytes())
             .await?;
     }
     // Bytes the client sent after its head belong to the upstream conversation.
@@ -216,6 +245,15 @@ async fn handle(mut client: TcpStream, rules: &Allowlist) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_goes_in_origin_form_one_request_per_connection() {
+        let head = "POST http://127.0.0.1:8/v1/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8\r\nProxy-Connection: Keep-Alive\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(
+            origin_request("POST /v1/x?y=1 HTTP/1.1", head),
+            "POST /v1/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+    }
 
     #[test]
     fn hosts_ports_and_wildcards() {
