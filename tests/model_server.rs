@@ -348,6 +348,16 @@ fn codex_args(server: &ModelServer, extra: &[&str]) -> Vec<String> {
         "-m".into(),
         "some-model".into(),
     ];
+    // Offline: no plugin catalogue sync (github.com, api.github.com, chatgpt.com), no
+    // analytics (ab.chatgpt.com), no update check.
+    for key in [
+        "features.plugins=false",
+        "analytics.enabled=false",
+        "check_for_update_on_startup=false",
+    ] {
+        args.push("-c".into());
+        args.push(key.into());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("-".into());
     args
