@@ -95,27 +95,7 @@ impl Sandbox {
     /// Runs an agent in the repository with a cleared environment (PATH, HOME, LANG and
     /// `env`), the prompt on stdin, killed after `AGENT_TIMEOUT`.
     fn run(&self, program: &Path, args: &[String], env: &[(&str, String)]) -> AgentOutput {
-        // TEMP discovery: trace network syscalls.
-        let mut command = if let Ok(out) = std::env::var("STRACE_OUT") {
-            let mut c = Command::new("strace");
-            c.args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=connect,sendto,sendmmsg",
-                "-s",
-                "120",
-                "-o",
-            ])
-            .arg(format!(
-                "{out}.{}",
-                program.file_name().unwrap().to_string_lossy()
-            ))
-            .arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
+        let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(self.repo())
@@ -198,10 +178,17 @@ impl AgentOutput {
     /// The whole stdout as one JSON value (claude, gemini).
     #[track_caller]
     fn json(&self) -> Value {
-        // Gemini may print warnings before its JSON: take from the first '{'.
-        let start = self.stdout.find('{').unwrap_or(0);
-        serde_json::from_str(&self.stdout[start..])
+        serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// The JSON object that ends stderr: gemini reports a failed run there, after its
+    /// log lines, with nothing on stdout.
+    #[track_caller]
+    fn stderr_json(&self) -> Value {
+        let start = self.stderr.rfind("\n{\n").map_or(0, |at| at + 1);
+        serde_json::from_str(&self.stderr[start..])
+            .unwrap_or_else(|e| panic!("stderr does not end in JSON ({e}):\n{}", self.stderr))
     }
 
     /// Every JSON line of stdout (codex).
@@ -236,18 +223,6 @@ fn shell_write_text() -> Vec<Turn> {
 /// Asserts what the happy-path script leaves behind.
 #[track_caller]
 fn assert_files(sandbox: &Sandbox, server: &ModelServer) {
-    eprintln!("tool results: {:?}", server.tool_results());
-    eprintln!("offered: {:?}", server.offered_tools());
-    for r in server.requests() {
-        eprintln!("REQ {} {} {:?}", r.method, r.path, r.headers);
-    }
-    if let Some(r) = server.model_requests().first() {
-        std::fs::write(
-            "/tmp/wtm/first_model_request.json",
-            serde_json::to_string_pretty(&r.body).unwrap(),
-        )
-        .unwrap();
-    }
     assert_eq!(sandbox.read("shell.txt"), "hi\n", "{}", server.transcript());
     assert_eq!(
         sandbox.read("written.txt"),
@@ -277,7 +252,7 @@ const CLAUDE_ALLOWED: &[&str] = &["Bash(echo *)", "Edit(**)"];
 
 /// Claude's headless invocation with these `--allowedTools` rules, then `extra`.
 fn claude_args(allowed: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
+    [
         "-p",
         "--bare",
         "--output-format",
@@ -290,8 +265,7 @@ fn claude_args(allowed: &[&str], extra: &[&str]) -> Vec<String> {
     .chain(allowed)
     .chain(extra)
     .map(|s| s.to_string())
-    .collect();
-    args
+    .collect()
 }
 
 fn claude_env(server: &ModelServer) -> Vec<(&'static str, String)> {
@@ -448,4 +422,223 @@ fn gemini_runs_a_command_and_writes_a_file() {
     let results = server.tool_results();
     eprintln!("gemini tool results: {results:?}");
     assert!(!results.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Denied tools, model errors, MCP, budget
+
+#[test]
+fn claude_reports_a_denied_command() {
+    let claude = agent_bin("claude");
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.repo().join("x"), "keep me\n").expect("write x");
+    let server = ModelServer::start(vec![
+        Turn::Shell("rm -f x".into()),
+        Turn::Text("stopped".into()),
+    ]);
+    let out = sandbox.run(
+        &claude,
+        &claude_args(CLAUDE_ALLOWED, &[]),
+        &claude_env(&server),
+    );
+    out.code(0, &server);
+    let result = out.json();
+    eprintln!("claude denial: {result:#}");
+    let denials = result["permission_denials"]
+        .as_array()
+        .expect("permission_denials");
+    assert!(
+        denials
+            .iter()
+            .any(|d| d["tool_name"] == "Bash" && d["tool_input"]["command"] == "rm -f x"),
+        "{denials:?}"
+    );
+    assert_eq!(sandbox.read("x"), "keep me\n");
+    let results = server.tool_results();
+    assert!(results.iter().any(|r| r.contains("denied")), "{results:?}");
+}
+
+#[test]
+fn claude_reports_a_model_error() {
+    let claude = agent_bin("claude");
+    let sandbox = Sandbox::new();
+    let server = ModelServer::start(vec![Turn::Fail {
+        status: 400,
+        message: "scripted failure".into(),
+    }]);
+    let out = sandbox.run(
+        &claude,
+        &claude_args(CLAUDE_ALLOWED, &[]),
+        &claude_env(&server),
+    );
+    eprintln!(
+        "claude model error: exit {:?}\n{}\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    out.code(1, &server);
+    let result = out.json();
+    assert_eq!(result["is_error"], true);
+    assert!(out.stdout.contains("scripted failure"), "{}", out.stdout);
+}
+
+#[test]
+fn claude_stops_at_its_budget() {
+    let claude = agent_bin("claude");
+    let sandbox = Sandbox::new();
+    let script = vec![
+        Turn::Shell("echo one".into()),
+        Turn::Shell("echo two".into()),
+        Turn::Text("all done".into()),
+    ];
+    let server = ModelServer::with_usage(script, 1_000_000, 100_000);
+    let args = claude_args(CLAUDE_ALLOWED, &["--max-budget-usd", "0.01"]);
+    let out = sandbox.run(&claude, &args, &claude_env(&server));
+    eprintln!("claude budget: exit {:?}\n{}", out.code, out.stdout);
+    let result = out.json();
+    assert_eq!(result["subtype"], "error_max_budget_usd");
+    assert!(result["total_cost_usd"].as_f64().unwrap_or(0.0) > 0.01);
+}
+
+#[test]
+fn claude_offers_the_tools_of_its_mcp_server() {
+    let claude = agent_bin("claude");
+    let filesystem = agent_bin("mcp-server-filesystem");
+    let sandbox = Sandbox::new();
+    let server = ModelServer::start(vec![
+        Turn::Tool {
+            name: "mcp__fs__list_directory".into(),
+            input: json!({ "path": sandbox.repo().display().to_string() }),
+        },
+        Turn::Text("listed".into()),
+    ]);
+    let config = json!({ "mcpServers": { "fs": {
+        "command": filesystem.display().to_string(),
+        "args": [sandbox.repo().display().to_string()],
+    } } })
+    .to_string();
+    let allowed = ["Bash(echo *)", "mcp__fs__list_directory"];
+    let args = claude_args(&allowed, &["--strict-mcp-config", "--mcp-config", &config]);
+    let out = sandbox.run(&claude, &args, &claude_env(&server));
+    out.code(0, &server);
+    eprintln!("claude mcp: {}", out.stdout);
+    assert_offers(&server, "mcp__fs__read_file");
+    let results = server.tool_results();
+    assert!(
+        results.iter().any(|r| r.contains("README.md")),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn codex_sandbox_refuses_a_write_outside_the_workspace() {
+    let codex = agent_bin("codex");
+    let sandbox = Sandbox::new();
+    let outside = sandbox.home().join("outside.txt");
+    let server = ModelServer::start(vec![
+        Turn::Shell(format!("echo escaped > {}", outside.display())),
+        Turn::Text("stopped".into()),
+    ]);
+    // workspace-write makes /tmp and $TMPDIR writable too, and the test's home is there.
+    let args = codex_args(
+        &server,
+        &[
+            "-c",
+            "sandbox_workspace_write.exclude_slash_tmp=true",
+            "-c",
+            "sandbox_workspace_write.exclude_tmpdir_env_var=true",
+        ],
+    );
+    let out = sandbox.run(&codex, &args, &codex_env(&sandbox));
+    out.code(0, &server);
+    eprintln!("codex refusal: {}", out.stdout);
+    assert!(
+        !outside.exists(),
+        "the sandbox let codex write {}",
+        outside.display()
+    );
+    // The refused command leaves no item in the JSONL; the model gets the shell's error.
+    let results = server.tool_results();
+    assert!(
+        results.iter().any(|r| r.contains("Read-only file system")),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn codex_reports_a_model_error() {
+    let codex = agent_bin("codex");
+    let sandbox = Sandbox::new();
+    let server = ModelServer::start(vec![Turn::Fail {
+        status: 400,
+        message: "scripted failure".into(),
+    }]);
+    let out = sandbox.run(&codex, &codex_args(&server, &[]), &codex_env(&sandbox));
+    eprintln!(
+        "codex model error: exit {:?}\n{}\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    out.code(1, &server);
+    assert!(
+        out.json_lines().iter().any(|e| e["type"] == "turn.failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("scripted failure"), "{}", out.stdout);
+}
+
+#[test]
+fn gemini_policy_denies_a_command() {
+    let gemini = agent_bin("gemini");
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.repo().join("x"), "keep me\n").expect("write x");
+    let policies = sandbox.home().join(".gemini/policies");
+    std::fs::create_dir_all(&policies).expect("create the policy directory");
+    std::fs::write(
+        policies.join("deny-rm.toml"),
+        "[[rule]]\ntoolName = \"run_shell_command\"\ncommandPrefix = \"rm\"\ndecision = \"deny\"\npriority = 900\n",
+    )
+    .expect("write the policy");
+    let server = ModelServer::start(vec![
+        Turn::Shell("rm -f x".into()),
+        Turn::Text("stopped".into()),
+    ]);
+    let env = gemini_setup(&sandbox, &server, gemini_settings());
+    let out = sandbox.run(&gemini, &gemini_args(), &env);
+    eprintln!(
+        "gemini denial: exit {:?}\n{}\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    eprintln!("gemini tool results: {:?}", server.tool_results());
+    out.code(0, &server);
+    assert_eq!(sandbox.read("x"), "keep me\n");
+    assert_eq!(server.tool_results(), ["Tool execution denied by policy."]);
+    let result = out.json();
+    assert_eq!(
+        result["stats"]["tools"]["byName"]["run_shell_command"]["fail"],
+        1
+    );
+}
+
+#[test]
+fn gemini_reports_a_model_error() {
+    let gemini = agent_bin("gemini");
+    let sandbox = Sandbox::new();
+    let server = ModelServer::start(vec![Turn::Fail {
+        status: 400,
+        message: "scripted failure".into(),
+    }]);
+    let env = gemini_setup(&sandbox, &server, gemini_settings());
+    let out = sandbox.run(&gemini, &gemini_args(), &env);
+    eprintln!(
+        "gemini model error: exit {:?}\n{}\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    // Gemini exits with the HTTP status as its code: 400 & 0xff = 144.
+    out.code(144, &server);
+    assert_eq!(out.stdout, "");
+    let result = out.stderr_json();
+    assert_eq!(result["error"]["code"], 400, "{result:#}");
+    assert!(result["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("scripted failure")));
 }

@@ -83,6 +83,9 @@ struct State {
     input_tokens: u64,
     output_tokens: u64,
     stopping: AtomicBool,
+    /// The conversation of the last request answered with a `Fail`, and that turn: a
+    /// retry of the same conversation gets the same failure without consuming a turn.
+    last_failure: Mutex<Option<(String, Turn)>>,
 }
 
 /// The scripted model server; dropping it stops accepting connections.
@@ -109,6 +112,7 @@ impl ModelServer {
             input_tokens,
             output_tokens,
             stopping: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
         });
         let accepting = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -490,12 +494,7 @@ fn handle(state: &State, request: Request) -> Response {
     if !scripted {
         return side_answer(protocol, &request.path, &body, usage);
     }
-    let turn = state
-        .script
-        .lock()
-        .expect("script lock")
-        .pop_front()
-        .unwrap_or_else(|| Turn::Text("done".into()));
+    let turn = next_turn(state, &body);
     let serial = state
         .requests
         .lock()
@@ -508,6 +507,33 @@ fn handle(state: &State, request: Request) -> Response {
         Protocol::OpenAi => openai_turn(&turn, &body, serial, usage),
         Protocol::Gemini => gemini_turn(&turn, &body, serial, usage),
     }
+}
+
+/// The turn that answers a model request: the failure again when the request retries
+/// the conversation a `Fail` answered (claude retries a 400 with fewer beta headers,
+/// every agent retries a 5xx), else the next scripted turn, else `Text("done")`.
+fn next_turn(state: &State, body: &Value) -> Turn {
+    let conversation = [&body["messages"], &body["input"], &body["contents"]]
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<String>();
+    let mut last_failure = state.last_failure.lock().expect("failure lock");
+    if let Some((failed, turn)) = last_failure.as_ref() {
+        if *failed == conversation {
+            return turn.clone();
+        }
+    }
+    let turn = state
+        .script
+        .lock()
+        .expect("script lock")
+        .pop_front()
+        .unwrap_or_else(|| Turn::Text("done".into()));
+    *last_failure = match turn {
+        Turn::Fail { .. } => Some((conversation, turn.clone())),
+        _ => None,
+    };
+    turn
 }
 
 #[derive(Clone, Copy)]
