@@ -14,6 +14,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part of the builder
 
+pub mod model_server;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
