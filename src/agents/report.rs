@@ -39,13 +39,19 @@ pub struct AgentReport {
     pub over_budget: bool,
 }
 
-/// Reads the report of `tool` from its stdout and exit code; `None` when the output
-/// holds nothing the tool would print (it crashed before, or is not that tool).
-pub fn parse(tool: Tool, stdout: &str, exit_code: Option<i32>) -> Option<AgentReport> {
+/// Reads the report of `tool` from its stdout (and stderr, where Gemini puts its error
+/// object) and exit code; `None` when the output holds nothing the tool would print
+/// (it crashed before, or is not that tool).
+pub fn parse(
+    tool: Tool,
+    stdout: &str,
+    stderr: &str,
+    exit_code: Option<i32>,
+) -> Option<AgentReport> {
     match tool {
         Tool::Claude => claude(stdout),
         Tool::Codex => codex(stdout, exit_code),
-        Tool::Gemini => gemini(stdout, exit_code),
+        Tool::Gemini => gemini(stdout, exit_code).or_else(|| gemini(stderr, exit_code)),
         Tool::Aider => Some(AgentReport {
             ok: exit_code == Some(0),
             reason: None,
@@ -83,6 +89,24 @@ fn last_object(text: &str, want: impl Fn(&Value) -> bool) -> Option<Value> {
         }
     }
     found.map(|(_, v)| v)
+}
+
+/// The deepest `message` string inside `text`, when `text` is JSON.
+fn innermost_message(text: &str) -> Option<String> {
+    fn dig(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(map) => map.values().find_map(dig).or_else(|| {
+                map.get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }),
+            Value::Array(items) => items.iter().find_map(dig),
+            Value::String(s) => innermost_message(s),
+            _ => None,
+        }
+    }
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    dig(&v)
 }
 
 fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
@@ -263,10 +287,12 @@ fn gemini(stdout: &str, exit_code: Option<i32>) -> Option<AgentReport> {
         .to_string();
     let ok = error.is_none() && exit_code == Some(0);
     let reason = (!ok).then(|| {
+        // The message can be the server's error body, JSON in a string: its innermost
+        // `message` is the readable part.
         let what = error
             .and_then(|e| e.get("message"))
             .and_then(Value::as_str)
-            .map(str::to_string);
+            .map(|m| innermost_message(m).unwrap_or_else(|| m.to_string()));
         match (exit_code, what) {
             (Some(53), _) => "gemini stopped at its turn limit (`max_turns`)".to_string(),
             (_, Some(m)) => format!("gemini: {m}"),
@@ -318,7 +344,7 @@ mod tests {
     #[test]
     fn claude_success_and_denials() {
         let out = "warning: something\n{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"all done\",\"num_turns\":3,\"total_cost_usd\":0.0123,\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":5,\"output_tokens\":7},\"permission_denials\":[{\"tool_name\":\"Bash\",\"tool_use_id\":\"t1\",\"tool_input\":{\"command\":\"rm -rf x\"}}]}\n";
-        let r = parse(Tool::Claude, out, Some(0)).unwrap();
+        let r = parse(Tool::Claude, out, "", Some(0)).unwrap();
         assert!(r.ok);
         assert_eq!(r.message, "all done");
         assert_eq!(r.turns, Some(3));
@@ -331,13 +357,13 @@ mod tests {
     #[test]
     fn claude_budget_and_turn_limits() {
         let out = r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"num_turns":2,"total_cost_usd":0.5}"#;
-        let r = parse(Tool::Claude, out, Some(1)).unwrap();
+        let r = parse(Tool::Claude, out, "", Some(1)).unwrap();
         assert!(!r.ok && r.over_budget);
         assert!(r.reason.unwrap().contains("budget"));
         let out = r#"{"type":"result","subtype":"error_max_turns","is_error":true}"#;
-        let r = parse(Tool::Claude, out, Some(1)).unwrap();
+        let r = parse(Tool::Claude, out, "", Some(1)).unwrap();
         assert!(r.reason.unwrap().contains("turn limit"));
-        assert!(parse(Tool::Claude, "not json\n", Some(1)).is_none());
+        assert!(parse(Tool::Claude, "not json\n", "", Some(1)).is_none());
     }
 
     #[test]
@@ -350,7 +376,7 @@ mod tests {
             r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":20}}"#,
         ]
         .join("\n");
-        let r = parse(Tool::Codex, &out, Some(0)).unwrap();
+        let r = parse(Tool::Codex, &out, "", Some(0)).unwrap();
         assert!(r.ok);
         assert_eq!(r.message, "all done");
         assert_eq!(
@@ -358,7 +384,7 @@ mod tests {
             (Some(1), Some(100), Some(20), Some(1))
         );
         let failed = r#"{"type":"turn.failed","error":{"message":"stream disconnected"}}"#;
-        let r = parse(Tool::Codex, failed, Some(1)).unwrap();
+        let r = parse(Tool::Codex, failed, "", Some(1)).unwrap();
         assert!(!r.ok);
         assert_eq!(r.reason.as_deref(), Some("codex: stream disconnected"));
     }
@@ -366,7 +392,7 @@ mod tests {
     #[test]
     fn gemini_pretty_json() {
         let out = "Ripgrep is not available.\n{\n  \"session_id\": \"s\",\n  \"response\": \"all done\",\n  \"stats\": {\"models\": {\"m\": {\"api\": {\"totalRequests\": 2}, \"tokens\": {\"prompt\": 50, \"candidates\": 9}}}, \"tools\": {\"totalCalls\": 2, \"byName\": {\"run_shell_command\": {\"decisions\": {\"reject\": 1}}}}}\n}\n";
-        let r = parse(Tool::Gemini, out, Some(0)).unwrap();
+        let r = parse(Tool::Gemini, out, "", Some(0)).unwrap();
         assert!(r.ok);
         assert_eq!(r.message, "all done");
         assert_eq!(
@@ -376,8 +402,12 @@ mod tests {
         assert_eq!(r.tool_calls, Some(2));
         assert_eq!(r.denials, vec!["run_shell_command: denied"]);
         let err = "{\n  \"error\": {\"type\": \"FatalTurnLimitedError\", \"message\": \"limit\", \"code\": 53}\n}\n";
-        let r = parse(Tool::Gemini, err, Some(53)).unwrap();
+        let r = parse(Tool::Gemini, "", err, Some(53)).unwrap();
         assert!(!r.ok);
         assert!(r.reason.unwrap().contains("turn limit"));
+        // A model error: exit 144 (400 & 0xff), the object on stderr after a trace.
+        let err = "Error: at x (y.js:1)\n{\n  \"session_id\": \"s\",\n  \"error\": {\"type\": \"Error\", \"message\": \"[{\\\"error\\\":{\\\"code\\\":400,\\\"message\\\":\\\"scripted failure\\\"}}]\", \"code\": 400}\n}\n";
+        let r = parse(Tool::Gemini, "", err, Some(144)).unwrap();
+        assert_eq!(r.reason.as_deref(), Some("gemini: scripted failure"));
     }
 }

@@ -340,6 +340,8 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     config.push_str("# Written by runbook for one step attempt; CODEX_HOME is this directory.\n");
     config.push_str("approval_policy = \"never\"\nsandbox_mode = \"workspace-write\"\n");
     config.push_str("check_for_update_on_startup = false\n");
+    // Nothing but the model endpoint: plugin catalogue sync and analytics call home.
+    config.push_str("\n[features]\nplugins = false\n\n[analytics]\nenabled = false\n");
     if let Some(model) = &req.agent.model {
         let _ = writeln!(config, "model = {}", toml_str(&model.value));
     }
@@ -353,6 +355,8 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     // only the listed hosts.
     let network = !matches!(perms.network.value, Network::Off);
     let _ = writeln!(config, "network_access = {network}");
+    // Codex would also let commands write /tmp and $TMPDIR: the step's `write` is all.
+    config.push_str("exclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n");
     if let Some(url) = base {
         let _ = write!(
             config,

@@ -1151,8 +1151,9 @@ fn apply_report(
     // The report comes last and can follow megabytes of events: read the whole log,
     // up to a bound no real report comes near.
     let text = read_prefix_lossy(stdout_path, 256 << 20);
+    let errors = read_prefix_lossy(&dir.join("stderr.log"), 16 << 20);
     let timed_out = result.exit_code.is_none() && !result.ok;
-    let Some(report) = crate::agents::report::parse(tool, &text, result.exit_code) else {
+    let Some(report) = crate::agents::report::parse(tool, &text, &errors, result.exit_code) else {
         if result.ok {
             result.ok = false;
             result.reason = Some(format!(
