@@ -22,10 +22,14 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
         if agent.kind == AgentKind::Shell || reported.contains(&id) {
             continue;
         }
-        let reason = match agent.tool {
+        let (reason, bound) = match agent.tool {
             Some(tool) if tool.reports_cost() => continue,
-            Some(tool) => format!("{tool} does not report what it costs"),
-            None => "a `command` agent reports no cost".to_string(),
+            Some(tool) if tool.limits_turns() => (
+                format!("{tool} does not report what it costs"),
+                "`max_turns` or `timeout`",
+            ),
+            Some(tool) => (format!("{tool} does not report what it costs"), "`timeout`"),
+            None => ("a `command` agent reports no cost".to_string(), "`timeout`"),
         };
         reported.push(id);
         out.push(
@@ -39,9 +43,9 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
             )
             .with_label(reason)
             .with_secondary(budget_at, "the run's budget")
-            .with_help(
-                "bound this agent with `max_turns` or `timeout` instead; the budget counts only agents of kind claude",
-            ),
+            .with_help(format!(
+                "bound this agent with {bound} instead; the budget counts only agents of kind claude"
+            )),
         );
     }
     out

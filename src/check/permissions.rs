@@ -193,10 +193,9 @@ fn servers(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
         }
         let help = match crate::diagnostic::closest(&pattern.text, &declared) {
             Some(s) => format!("did you mean `{s}`?"),
-            None if declared.is_empty() => format!(
-                "no MCP server is declared: declare it with `mcp {} {{ run \"PROGRAM ARGS\" }}`",
-                pattern.text.rsplit('.').next().unwrap_or(&pattern.text)
-            ),
+            None if declared.is_empty() => {
+                "no MCP server is declared: declare one with `mcp NAME { run \"PROGRAM ARGS\" }` and list it by that NAME".to_string()
+            }
             None => {
                 let mut names: Vec<String> = declared.iter().map(|n| format!("`{n}`")).collect();
                 names.sort();

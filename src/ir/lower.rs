@@ -655,6 +655,7 @@ impl<'m> Lowerer<'m> {
         let (mut read, mut write, mut exec, mut network, mut mcp, mut env) =
             (None, None, None, None, None, None);
         let mut declared_kind: Option<(DeclaredKind, Location)> = None;
+        let mut kind_unknown = false;
         let mut model: Option<(String, Location)> = None;
         let mut max_turns: Option<(u32, Location)> = None;
         let mut budget: Option<(f64, Location)> = None;
@@ -669,6 +670,7 @@ impl<'m> Lowerer<'m> {
                     declared_kind = self
                         .kind_value(file, &f.value)
                         .map(|k| (k, loc(file, f.key.span.join(f.value.span))));
+                    kind_unknown = declared_kind.is_none();
                 }
                 ast::AgentField::Model(f) => {
                     let at = loc(file, f.value.span);
@@ -762,6 +764,21 @@ impl<'m> Lowerer<'m> {
             (None, None) if tool.is_some() => AgentKind::Command {
                 run: tool.map(Tool::program).unwrap_or_default().to_string(),
             },
+            // An unknown `kind` is reported already; "no `run`" would only add noise.
+            (None, None) if kind_unknown => AgentKind::Command { run: String::new() },
+            (None, None) if declared_kind.is_some() => {
+                let d = self.error(
+                    "E0510",
+                    loc(file, decl.name.span),
+                    format!(
+                        "agent `{}` is of kind `command` but has no `run` command line",
+                        decl.name.name
+                    ),
+                );
+                d.label = "nothing to run".into();
+                d.help = Some("`kind command` runs a program of its own: add `run \"PROGRAM ARGS\"`, or write `kind claude` (or codex, gemini, aider) to run that tool".into());
+                AgentKind::Command { run: String::new() }
+            }
             (None, None) => {
                 let d = self.error(
                     "E0510",
@@ -833,8 +850,9 @@ impl<'m> Lowerer<'m> {
         let max_turns = self.useful(&what, "max_turns", max_turns);
         let budget = self.useful(&what, "budget", budget);
         if let Some(own) = permissions.mcp.own {
-            if !permissions.mcp.value.is_empty() {
-                self.mcp_useful(&what, own);
+            if !permissions.mcp.value.is_empty() && !self.mcp_useful(&what, own) {
+                // Reported: its entries would only add "unknown server" and "widens" noise.
+                permissions.mcp.value.clear();
             }
         }
         let parent_model = parent_agent.as_ref().and_then(|a| a.model.as_ref());
@@ -993,13 +1011,14 @@ impl<'m> Lowerer<'m> {
         None
     }
 
-    /// E0514 for a non-empty `mcp` list on an agent that cannot use MCP servers.
-    fn mcp_useful(&mut self, agent: &AgentWhat, at: Location) {
+    /// E0514 for a non-empty `mcp` list on an agent that cannot use MCP servers; whether
+    /// the agent can use them.
+    fn mcp_useful(&mut self, agent: &AgentWhat, at: Location) -> bool {
         let reason = match (agent.kind, agent.tool) {
             (AgentKind::Shell, _) => "a shell agent cannot be given MCP servers",
             (_, None) => "a `command` agent cannot be given MCP servers",
             (_, Some(tool)) if !tool.uses_mcp() => "aider has no MCP support",
-            _ => return,
+            _ => return true,
         };
         let d = self.error(
             "E0514",
@@ -1008,6 +1027,7 @@ impl<'m> Lowerer<'m> {
         );
         d.label = "has no effect".into();
         d.help = Some("remove `mcp`, or use an agent of kind claude, codex or gemini".into());
+        false
     }
 
     /// Qualifies the agent's own `mcp` entries that name a server of its own module
