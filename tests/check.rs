@@ -121,9 +121,9 @@ fn corpus_files() {
 fn every_code_has_a_corpus_file() {
     let documented = [
         "E0001", "E0003", "E0004", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107",
-        "E0108", "E0201", "E0202", "E0301", "E0302", "E0401", "E0402", "E0403", "E0404", "E0405",
+        "E0108", "E0109", "E0201", "E0202", "E0301", "E0302", "E0401", "E0402", "E0403", "E0404", "E0405",
         "E0501", "E0502", "E0503", "E0504", "E0505", "E0506", "E0507", "E0508", "E0509", "E0510",
-        "E0511", "W0001", "W0002", "W0003", "W0004",
+        "E0511", "E0512", "E0513", "E0514", "E0515", "W0001", "W0002", "W0003", "W0004", "W0005",
     ];
     let mut names: Vec<String> = Vec::new();
     for dir in [corpus(), corpus().join("policy")] {
@@ -272,6 +272,53 @@ fn policy_ceiling_points_at_both_files() {
     assert!(all.stderr.contains("checked 2 files"), "{}", all.stderr);
     insta::assert_snapshot!("policy_human", human.stderr);
     insta::assert_snapshot!("policy_json", json.stdout);
+}
+
+#[test]
+fn policy_mcp_servers() {
+    let repo = repository("mcp_policy.runbook");
+    let name = "e0404_mcp_server_outside_policy.runbook";
+    std::fs::copy(
+        corpus().join("policy").join(name),
+        repo.path().join("runbooks").join(name),
+    )
+    .expect("copy a runbook");
+    let path = format!("runbooks/{name}");
+    let human = Check::new().cwd(repo.path()).arg(&path).run();
+    let json = Check::new()
+        .cwd(repo.path())
+        .arg("--format")
+        .arg("json")
+        .arg(&path)
+        .run();
+    assert_eq!(json.code, 1, "{}", human.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let diagnostics = doc["diagnostics"].as_array().expect("diagnostics");
+    let about_fs: Vec<&serde_json::Value> = diagnostics
+        .iter()
+        .filter(|d| {
+            d["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("MCP server `fs`"))
+        })
+        .collect();
+    assert_eq!(about_fs.len(), 1, "{}", json.stdout);
+    assert_eq!(about_fs[0]["code"], "E0404");
+    let files: Vec<&str> = about_fs[0]["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(|l| l["file"].as_str())
+        .collect();
+    assert!(files.contains(&"policy.runbook"), "{files:?}");
+    assert!(
+        !diagnostics
+            .iter()
+            .any(|d| d["message"].as_str().is_some_and(|m| m.contains("`github`"))),
+        "github is allowed: {}",
+        json.stdout
+    );
+    insta::assert_snapshot!("policy_mcp_human", human.stderr);
 }
 
 #[test]

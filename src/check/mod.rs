@@ -1,7 +1,8 @@
 //! The checker: judges a lowered runbook (cycles, races, templates, permissions,
-//! policy, unused declarations) and is the only way to obtain a [`CheckedRunbook`],
+//! policy, unused declarations, the run's budget) and is the only way to obtain a [`CheckedRunbook`],
 //! so the interpreter cannot run a runbook that has errors. It does no I/O.
 
+pub mod budget;
 pub mod ordering;
 pub mod permissions;
 pub mod shell;
@@ -72,6 +73,7 @@ pub fn check(map: &SourceMap, lowered: lower::Lowered) -> Outcome {
     let uses = templates::check(&runbook, map, acyclic, &mut diagnostics);
     diagnostics.extend(permissions::check(&runbook));
     diagnostics.extend(usage::check(&runbook, &uses));
+    diagnostics.extend(budget::check(&runbook));
     diagnostic::sort(&mut diagnostics);
     let errors = diagnostics.iter().any(Diagnostic::is_error);
     let checked = (!errors).then(|| CheckedRunbook {

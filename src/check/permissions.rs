@@ -1,10 +1,11 @@
-//! Permission rules: `uses` may only narrow, `produces` must be writable, programs must
-//! be in `exec`, steps must fit their agent's kind, and nothing may exceed the
+//! Permission rules: `uses` may only narrow (permissions, `max_turns`, `budget`),
+//! `produces` must be writable, programs must be in `exec`, steps must fit their agent's
+//! kind, `mcp` entries must name declared servers, and nothing may exceed the
 //! repository's `policy.runbook`.
 
 use super::shell;
 use crate::diagnostic::Diagnostic;
-use crate::ir::pattern::{covered_by, Pattern};
+use crate::ir::pattern::{any_match, covered_by, Pattern};
 use crate::ir::{Agent, AgentId, AgentKind, Network, NodeKind, Runbook, Setting, Step, Template};
 use crate::syntax::source::Location;
 
@@ -19,6 +20,10 @@ pub fn check(runbook: &Runbook) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for agent in runbook.agents.iter().filter(|a| a.uses.is_some()) {
         widening(runbook, agent, &mut out);
+        limits(runbook, agent, &mut out);
+    }
+    for agent in &runbook.agents {
+        servers(runbook, agent, &mut out);
     }
     for node in &runbook.nodes {
         let NodeKind::Step(step) = &node.kind else {
@@ -94,6 +99,118 @@ fn widening(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
                 .with_help("`uses` may only narrow: write `network off`"),
             );
         }
+    }
+}
+
+/// E0401: a `uses` child may lower its parent's `max_turns` and `budget`, never raise
+/// them.
+fn limits(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
+    let parent = runbook.agent(agent.uses.expect("filtered on uses"));
+    let checks = [
+        (
+            "max_turns",
+            raised(
+                agent.max_turns.as_ref().map(as_f64),
+                parent.max_turns.as_ref().map(as_f64),
+            ),
+        ),
+        (
+            "budget",
+            raised(agent.budget.clone(), parent.budget.clone()),
+        ),
+    ];
+    for (field, found) in checks {
+        let Some((at, mine, theirs)) = found else {
+            continue;
+        };
+        let show = |v: f64| {
+            if field == "budget" {
+                crate::ir::limits::dollars(v)
+            } else {
+                format!("{v}")
+            }
+        };
+        out.push(
+            Diagnostic::error(
+                "E0401",
+                at,
+                format!(
+                    "agent `{}` raises `{field}` of `{}` from {} to {}",
+                    agent.name,
+                    parent.name,
+                    show(theirs.value),
+                    show(mine)
+                ),
+            )
+            .with_label(format!("more than `{}` allows", parent.name))
+            .with_secondary(
+                field_location(parent, &theirs),
+                format!("`{}` has {field} {}", parent.name, show(theirs.value)),
+            )
+            .with_help(format!(
+                "`uses` may only narrow: write a `{field}` of at most {}, or declare the agent without `uses`",
+                show(theirs.value)
+            )),
+        );
+    }
+}
+
+fn as_f64(s: &Setting<u32>) -> Setting<f64> {
+    Setting {
+        value: f64::from(s.value),
+        own: s.own,
+    }
+}
+
+/// The child's own value and the parent's setting, when the child's is larger.
+fn raised(
+    mine: Option<Setting<f64>>,
+    theirs: Option<Setting<f64>>,
+) -> Option<(Location, f64, Setting<f64>)> {
+    let (mine, theirs) = (mine?, theirs?);
+    let own = mine.own?;
+    (mine.value > theirs.value).then_some((own, mine.value, theirs))
+}
+
+/// Whether an `mcp` entry is a glob (a ceiling such as `["*"]`) rather than one name.
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '[', '{'])
+}
+
+/// E0109: an agent's own `mcp` entry that is a plain name must name a declared server.
+fn servers(runbook: &Runbook, agent: &Agent, out: &mut Vec<Diagnostic>) {
+    if agent.permissions.mcp.own.is_none() {
+        return;
+    }
+    let declared: Vec<&str> = runbook
+        .mcp_servers
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for pattern in &agent.permissions.mcp.value {
+        if is_glob(&pattern.text) || declared.contains(&pattern.text.as_str()) {
+            continue;
+        }
+        let help = match crate::diagnostic::closest(&pattern.text, &declared) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if declared.is_empty() => {
+                "no MCP server is declared: declare one with `mcp NAME { run \"PROGRAM ARGS\" }` and list it by that NAME".to_string()
+            }
+            None => {
+                let mut names: Vec<String> = declared.iter().map(|n| format!("`{n}`")).collect();
+                names.sort();
+                format!("declared: {}", names.join(", "))
+            }
+        };
+        out.push(
+            Diagnostic::error(
+                "E0109",
+                pattern.location,
+                format!("unknown MCP server `{}`", pattern.text),
+            )
+            .with_label("no `mcp NAME { … }` declares it")
+            .with_help(help),
+        );
     }
 }
 
@@ -305,6 +422,34 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                         .with_help(format!("narrow the agent's `{field}` to fit {allowed:?}")),
                     );
                 }
+            }
+        }
+        if let Some((ceiling, policy_at)) = &policy.mcp {
+            let can_use_servers = agent
+                .tool
+                .is_some_and(|t| t.uses_mcp() && agent.kind != AgentKind::Shell);
+            for server in runbook.mcp_servers.iter().filter(|_| can_use_servers) {
+                if !any_match(&p.mcp.value, &server.name) || any_match(ceiling, &server.name) {
+                    continue;
+                }
+                let allowed: Vec<&str> = ceiling.iter().map(|p| p.text.as_str()).collect();
+                out.push(
+                    Diagnostic::error(
+                        "E0404",
+                        at(p.mcp.own),
+                        format!(
+                            "agent `{}` may use MCP server `{}`, which policy.runbook does not allow",
+                            agent.name, server.name
+                        ),
+                    )
+                    .with_label(label(p.mcp.own))
+                    .with_secondary(server.location, format!("the server `{}`", server.name))
+                    .with_secondary(*policy_at, format!("the policy allows mcp {allowed:?}"))
+                    .with_help(format!(
+                        "narrow the agent's `mcp` to servers in {allowed:?}, or have `{}` allowed in policy.runbook",
+                        server.name
+                    )),
+                );
             }
         }
         if let Some((ceiling, policy_at)) = &policy.network {

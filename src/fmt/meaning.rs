@@ -66,7 +66,12 @@ fn module(m: &ast::Module) -> Value {
             })
         })
         .collect();
-    json!({ "imports": imports, "agents": agents })
+    let servers: Vec<Value> = m
+        .mcp_servers
+        .iter()
+        .map(|s| json!({ "name": s.name.name, "fields": fields(&s.fields) }))
+        .collect();
+    json!({ "imports": imports, "agents": agents, "mcp_servers": servers })
 }
 
 fn fields(fields: &[ast::AgentField]) -> Vec<String> {
@@ -132,6 +137,10 @@ fn agent(a: &Agent, r: &Runbook) -> Value {
         "permissions": permissions(&a.permissions),
         "timeout": a.timeout.as_ref().map(|d| &d.text),
         "local": a.local,
+        "tool": a.tool,
+        "model": a.model.as_ref().map(|m| [json!(m.value), json!(m.own.is_some())]),
+        "max_turns": a.max_turns.as_ref().map(|m| [json!(m.value), json!(m.own.is_some())]),
+        "budget": a.budget.as_ref().map(|m| [json!(m.value), json!(m.own.is_some())]),
     })
 }
 
@@ -235,6 +244,12 @@ pub fn runbook(r: &Runbook, map: &SourceMap) -> Value {
         "nodes": r.nodes.iter().map(|n| node(n, r, map)).collect::<Vec<_>>(),
         "rollback": r.rollback.iter().map(|b| rollback(b, map)).collect::<Vec<_>>(),
         "policy": policy,
+        "budget": r.budget.as_ref().map(|b| b.value),
+        "mcp_servers": r.mcp_servers.iter().map(|s| json!({
+            "name": s.name,
+            "run": s.run,
+            "env": s.env,
+        })).collect::<Vec<_>>(),
         "sources": r.sources.iter().map(|s| json!([map.get(s.file).path.display().to_string(), s.role])).collect::<Vec<_>>(),
         "edges": edges,
     })

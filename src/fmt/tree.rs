@@ -109,6 +109,7 @@ impl<'a> Builder<'a> {
                 // spans say how they were interleaved.
                 let mut items: Vec<Item> = m.imports.iter().map(|i| self.import(i)).collect();
                 items.extend(m.agents.iter().map(|a| self.agent(a)));
+                items.extend(m.mcp_servers.iter().map(|s| self.mcp_server(s)));
                 items.sort_by_key(|i| i.span.start);
                 items
             }
@@ -171,12 +172,14 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|item| match item {
                 ast::RunbookItem::Metadata(m) => (metadata_rank(m), self.metadata(m)),
+                ast::RunbookItem::Budget(f) => (3, self.token_field(f)),
                 ast::RunbookItem::Import(i) => (10, self.import(i)),
                 ast::RunbookItem::Param(p) => (11, self.param(p)),
                 ast::RunbookItem::Secret(s) => (12, self.secret(s)),
-                ast::RunbookItem::Agent(a) => (13, self.agent(a)),
-                ast::RunbookItem::Phase(p) => (14, self.phase(p)),
-                ast::RunbookItem::Rollback(b) => (15, self.rollback(b)),
+                ast::RunbookItem::Mcp(s) => (13, self.mcp_server(s)),
+                ast::RunbookItem::Agent(a) => (14, self.agent(a)),
+                ast::RunbookItem::Phase(p) => (15, self.phase(p)),
+                ast::RunbookItem::Rollback(b) => (16, self.rollback(b)),
             })
             .collect();
         items.sort_by_key(|(rank, _)| *rank);
@@ -333,6 +336,23 @@ impl<'a> Builder<'a> {
         item
     }
 
+    /// `mcp NAME { … }`.
+    fn mcp_server(&self, m: &ast::McpServer) -> Item {
+        let head = vec![Piece::Text("mcp".into()), self.text(m.name.span)];
+        let mut item = Item::new(m.span, head);
+        item.block = self.block(m.name.span.end, m.span, self.agent_fields(&m.fields));
+        item
+    }
+
+    /// `KEY VALUE` where the value is one token (`budget 10.00`).
+    fn token_field(&self, f: &ast::Field<ast::Token>) -> Item {
+        Item::field(
+            f.key.span.join(f.value.span),
+            &f.key.name,
+            vec![self.text(f.value.span)],
+        )
+    }
+
     fn agent_fields(&self, fields: &[ast::AgentField]) -> Vec<Item> {
         let mut items: Vec<(u8, Item)> = fields
             .iter()
@@ -342,17 +362,23 @@ impl<'a> Builder<'a> {
                     ast::AgentField::Metadata(m) => {
                         (metadata_rank(m), self.text(m.value.span), m.value.span.end)
                     }
-                    ast::AgentField::Run(f) => (10, self.text(f.value.span), f.value.span.end),
-                    ast::AgentField::Read(f) => (11, self.list(&f.value), f.value.span.end),
-                    ast::AgentField::Write(f) => (12, self.list(&f.value), f.value.span.end),
-                    ast::AgentField::Exec(f) => (13, self.list(&f.value), f.value.span.end),
+                    ast::AgentField::Kind(f) => (10, self.text(f.value.span), f.value.span.end),
+                    ast::AgentField::Run(f) => (11, self.text(f.value.span), f.value.span.end),
+                    ast::AgentField::Model(f) => (12, self.text(f.value.span), f.value.span.end),
+                    ast::AgentField::MaxTurns(f) => {
+                        (13, self.text(f.value.span), f.value.span.end)
+                    }
+                    ast::AgentField::Budget(f) => (14, self.text(f.value.span), f.value.span.end),
+                    ast::AgentField::Read(f) => (15, self.list(&f.value), f.value.span.end),
+                    ast::AgentField::Write(f) => (16, self.list(&f.value), f.value.span.end),
+                    ast::AgentField::Exec(f) => (17, self.list(&f.value), f.value.span.end),
                     ast::AgentField::Network(f) => match &f.value {
-                        ast::Network::Mode(_, span) => (14, self.text(*span), span.end),
-                        ast::Network::Hosts(list) => (14, self.list(list), list.span.end),
+                        ast::Network::Mode(_, span) => (18, self.text(*span), span.end),
+                        ast::Network::Hosts(list) => (18, self.list(list), list.span.end),
                     },
-                    ast::AgentField::Mcp(f) => (15, self.list(&f.value), f.value.span.end),
-                    ast::AgentField::Env(f) => (16, self.list(&f.value), f.value.span.end),
-                    ast::AgentField::Timeout(f) => (17, self.text(f.value.span), f.value.span.end),
+                    ast::AgentField::Mcp(f) => (19, self.list(&f.value), f.value.span.end),
+                    ast::AgentField::Env(f) => (20, self.list(&f.value), f.value.span.end),
+                    ast::AgentField::Timeout(f) => (21, self.text(f.value.span), f.value.span.end),
                 };
                 let span = Span {
                     start: key.span.start,

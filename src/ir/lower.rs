@@ -2,6 +2,7 @@
 //! flattens `uses` chains. Every problem found on the way becomes a diagnostic and
 //! lowering goes on, so that one run of `runbook check` reports as much as it can.
 
+use super::limits;
 use super::load;
 use super::pattern::{Pattern, PatternKind};
 use super::value::{parse_duration, DurationValue, ParamType, Value, DURATION_HELP};
@@ -116,6 +117,11 @@ struct Lowerer<'m> {
     declared_agents: std::collections::HashSet<String>,
     /// Agents exported by each module already lowered.
     modules: HashMap<PathBuf, Vec<(String, AgentId)>>,
+    /// MCP servers declared so far (imported ones qualified with their import's name).
+    mcp_servers: Vec<McpServer>,
+    /// The unqualified names of the servers declared in the file whose agents are being
+    /// lowered: an agent's `mcp` entry naming one is qualified like the server.
+    server_scope: Vec<String>,
 }
 
 impl<'m> Lowerer<'m> {
@@ -185,6 +191,8 @@ impl<'m> Lowerer<'m> {
             }],
             modules: HashMap::new(),
             declared_agents: Default::default(),
+            mcp_servers: Vec::new(),
+            server_scope: Vec::new(),
         }
     }
 
@@ -380,7 +388,91 @@ impl<'m> Lowerer<'m> {
         for import in &module.imports {
             self.import(import, file, &mut scope);
         }
+        self.mcp_servers_in(&module.mcp_servers, file, prefix);
         self.agents_in(&module.agents, file, prefix, &mut scope, false)
+    }
+
+    /// Lowers the `mcp NAME { … }` declarations of one file and makes them the scope
+    /// that its agents' `mcp` entries are qualified in.
+    fn mcp_servers_in(&mut self, decls: &[ast::McpServer], file: FileId, prefix: &str) {
+        self.server_scope.clear();
+        for decl in decls {
+            let name = qualified(prefix, &decl.name.name);
+            let here = loc(file, decl.name.span);
+            if let Some(first) = self.mcp_servers.iter().find(|s| s.name == name) {
+                let first = first.location;
+                let d = self.error(
+                    "E0106",
+                    here,
+                    format!("MCP server `{}` is declared twice", decl.name.name),
+                );
+                d.label = "declared again here".into();
+                d.labels.push(crate::diagnostic::Label {
+                    location: first,
+                    message: "first declared here".into(),
+                });
+                d.help = Some("keep one declaration, or rename one of them".into());
+                continue;
+            }
+            let mut seen = HashMap::new();
+            let mut run = None;
+            let mut env = Vec::new();
+            for field in &decl.fields {
+                self.once(&mut seen, file, field.key());
+                match field {
+                    ast::AgentField::Run(f) => run = Some(f.value.clone()),
+                    ast::AgentField::Env(f) => {
+                        env = self
+                            .strings(file, &f.value, "variable name")
+                            .into_iter()
+                            .map(|(n, _)| n)
+                            .collect();
+                    }
+                    // The grammar admits only `run`, `env` and metadata here.
+                    _ => {}
+                }
+            }
+            let run = match run {
+                None => {
+                    let d = self.error(
+                        "E0515",
+                        here,
+                        format!("MCP server `{}` has no `run` command line", decl.name.name),
+                    );
+                    d.label = "nothing starts it".into();
+                    d.help = Some(
+                        "add `run \"PROGRAM ARGS\"`: the command that starts the server on stdio"
+                            .into(),
+                    );
+                    String::new()
+                }
+                Some(run) => {
+                    if !splits_into_words(&run.value) {
+                        let d = self.error(
+                            "E0515",
+                            loc(file, run.span),
+                            format!(
+                                "MCP server `{}` has an invalid command line",
+                                decl.name.name
+                            ),
+                        );
+                        d.label = "empty or unbalanced quotes".into();
+                        d.help = Some(
+                            "write the program and its arguments, e.g. run \"mcp-server-filesystem .\""
+                                .into(),
+                        );
+                    }
+                    run.value
+                }
+            };
+            self.server_scope.push(decl.name.name.clone());
+            self.mcp_servers.push(McpServer {
+                name,
+                location: here,
+                run,
+                env,
+            });
+        }
     }
 
     fn base_scope(&self) -> HashMap<String, AgentId> {
@@ -562,12 +654,44 @@ impl<'m> Lowerer<'m> {
         let mut timeout = None;
         let (mut read, mut write, mut exec, mut network, mut mcp, mut env) =
             (None, None, None, None, None, None);
+        let mut declared_kind: Option<(DeclaredKind, Location)> = None;
+        let mut kind_unknown = false;
+        let mut model: Option<(String, Location)> = None;
+        let mut max_turns: Option<(u32, Location)> = None;
+        let mut budget: Option<(f64, Location)> = None;
         for field in &decl.fields {
             self.once(&mut seen, file, field.key());
             let key = loc(file, field.key().span);
             match field {
                 ast::AgentField::Run(f) => {
                     run = Some((f.value.value.clone(), loc(file, f.value.span)))
+                }
+                ast::AgentField::Kind(f) => {
+                    declared_kind = self
+                        .kind_value(file, &f.value)
+                        .map(|k| (k, loc(file, f.key.span.join(f.value.span))));
+                    kind_unknown = declared_kind.is_none();
+                }
+                ast::AgentField::Model(f) => {
+                    let at = loc(file, f.value.span);
+                    if self.limit(at, limits::model(&f.value.value)).is_some() {
+                        model = Some((
+                            f.value.value.clone(),
+                            loc(file, f.key.span.join(f.value.span)),
+                        ));
+                    }
+                }
+                ast::AgentField::MaxTurns(f) => {
+                    let at = loc(file, f.value.span);
+                    max_turns = self
+                        .limit(at, limits::max_turns(&f.value.text))
+                        .map(|n| (n, loc(file, f.key.span.join(f.value.span))));
+                }
+                ast::AgentField::Budget(f) => {
+                    let at = loc(file, f.value.span);
+                    budget = self
+                        .limit(at, limits::budget(&f.value.text))
+                        .map(|n| (n, loc(file, f.key.span.join(f.value.span))));
                 }
                 ast::AgentField::Read(f) => {
                     read = Some((
@@ -605,6 +729,7 @@ impl<'m> Lowerer<'m> {
                 ast::AgentField::Metadata(_) => {}
             }
         }
+        let tool = self.tool_of(decl, parent_agent.as_ref(), declared_kind);
         let kind = match (&run, parent_agent.as_ref().map(|p| &p.kind)) {
             (Some((_, location)), Some(AgentKind::Shell)) => {
                 let d = self.error(
@@ -621,11 +746,7 @@ impl<'m> Lowerer<'m> {
                 AgentKind::Shell
             }
             (Some((run, location)), _) => {
-                if run.trim().is_empty()
-                    || shell_words::split(run)
-                        .map(|w| w.is_empty())
-                        .unwrap_or(true)
-                {
+                if !splits_into_words(run) {
                     let d = self.error(
                         "E0510",
                         *location,
@@ -639,6 +760,25 @@ impl<'m> Lowerer<'m> {
                 AgentKind::Command { run: run.clone() }
             }
             (None, Some(kind)) => kind.clone(),
+            // `kind claude` without `run` runs the tool's own program.
+            (None, None) if tool.is_some() => AgentKind::Command {
+                run: tool.map(Tool::program).unwrap_or_default().to_string(),
+            },
+            // An unknown `kind` is reported already; "no `run`" would only add noise.
+            (None, None) if kind_unknown => AgentKind::Command { run: String::new() },
+            (None, None) if declared_kind.is_some() => {
+                let d = self.error(
+                    "E0510",
+                    loc(file, decl.name.span),
+                    format!(
+                        "agent `{}` is of kind `command` but has no `run` command line",
+                        decl.name.name
+                    ),
+                );
+                d.label = "nothing to run".into();
+                d.help = Some("`kind command` runs a program of its own: add `run \"PROGRAM ARGS\"`, or write `kind claude` (or codex, gemini, aider) to run that tool".into());
+                AgentKind::Command { run: String::new() }
+            }
             (None, None) => {
                 let d = self.error(
                     "E0510",
@@ -696,23 +836,213 @@ impl<'m> Lowerer<'m> {
                 Setting { value: names, own }
             },
         };
+        let name = qualified(prefix, &decl.name.name);
+        let mut permissions = permissions;
+        if !prefix.is_empty() {
+            self.qualify_servers(&mut permissions.mcp, prefix);
+        }
+        let what = AgentWhat {
+            name: &name,
+            kind: &kind,
+            tool,
+        };
+        let model = self.useful(&what, "model", model);
+        let max_turns = self.useful(&what, "max_turns", max_turns);
+        let budget = self.useful(&what, "budget", budget);
+        if let Some(own) = permissions.mcp.own {
+            if !permissions.mcp.value.is_empty() && !self.mcp_useful(&what, own) {
+                // Reported: its entries would only add "unknown server" and "widens" noise.
+                permissions.mcp.value.clear();
+            }
+        }
+        let parent_model = parent_agent.as_ref().and_then(|a| a.model.as_ref());
+        let parent_turns = parent_agent.as_ref().and_then(|a| a.max_turns.as_ref());
+        let parent_budget = parent_agent.as_ref().and_then(|a| a.budget.as_ref());
         Agent {
-            name: if prefix.is_empty() {
-                decl.name.name.clone()
-            } else {
-                format!("{prefix}.{}", decl.name.name)
-            },
+            name,
             location: here,
             uses: parent,
             kind,
             permissions,
             timeout: timeout.or_else(|| parent_agent.as_ref().and_then(|a| a.timeout.clone())),
             local,
-            // TODO(language): `kind`, `model`, `max_turns` and `budget` fields.
-            tool: parent_agent.as_ref().and_then(|a| a.tool),
-            model: parent_agent.as_ref().and_then(|a| a.model.clone()),
-            max_turns: parent_agent.as_ref().and_then(|a| a.max_turns.clone()),
-            budget: parent_agent.as_ref().and_then(|a| a.budget.clone()),
+            tool,
+            model: inherit(model, parent_model),
+            max_turns: inherit(max_turns, parent_turns),
+            budget: inherit(budget, parent_budget),
+        }
+    }
+
+    /// The value after `kind`: a tool, `command`, or an error.
+    fn kind_value(&mut self, file: FileId, value: &ast::Ident) -> Option<DeclaredKind> {
+        if value.name == "command" {
+            return Some(DeclaredKind::Command);
+        }
+        if let Some(tool) = Tool::from_name(&value.name) {
+            return Some(DeclaredKind::Tool(tool));
+        }
+        let known = KIND_NAMES;
+        let d = self.error(
+            "E0512",
+            loc(file, value.span),
+            format!("unknown agent kind `{}`", value.name),
+        );
+        d.label = "not a kind".into();
+        d.help = Some(match suggest(&value.name, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? The kinds are {}", KIND_LIST),
+            None => format!("the kinds are {}", KIND_LIST),
+        });
+        None
+    }
+
+    /// The agent's tool: its own `kind`, which must agree with the agent it narrows,
+    /// or the parent's.
+    fn tool_of(
+        &mut self,
+        decl: &ast::Agent,
+        parent: Option<&Agent>,
+        declared: Option<(DeclaredKind, Location)>,
+    ) -> Option<Tool> {
+        let inherited = parent.and_then(|p| p.tool);
+        let Some((declared, at)) = declared else {
+            return inherited;
+        };
+        let Some(parent) = parent else {
+            return declared.tool();
+        };
+        if parent.kind == AgentKind::Shell {
+            let d = self.error(
+                "E0512",
+                at,
+                format!(
+                    "agent `{}` narrows `shell`, which cannot take `kind`",
+                    decl.name.name
+                ),
+            );
+            d.label = "not allowed here".into();
+            d.help = Some(
+                "remove `kind` to keep a shell agent, or drop `uses shell` to declare a coding agent"
+                    .into(),
+            );
+            return None;
+        }
+        let theirs = parent.tool.map_or("command", Tool::name);
+        if declared.tool() != parent.tool {
+            let d = self.error(
+                "E0512",
+                at,
+                format!(
+                    "agent `{}` changes the kind of `{}` from `{theirs}` to `{}`",
+                    decl.name.name,
+                    parent.name,
+                    declared.name()
+                ),
+            );
+            d.label = "a different kind".into();
+            d.labels.push(crate::diagnostic::Label {
+                location: parent.location,
+                message: format!("`{}` is of kind `{theirs}`", parent.name),
+            });
+            d.help = Some(format!(
+                "`uses` keeps the kind: write `kind {theirs}` or no `kind`, or declare the agent without `uses`"
+            ));
+        }
+        inherited
+    }
+
+    /// Reports a limit's problem; the value when there is none.
+    fn limit<T>(&mut self, at: Location, value: Result<T, limits::Problem>) -> Option<T> {
+        match value {
+            Ok(v) => Some(v),
+            Err(p) => {
+                let d = self.error("E0513", at, p.message);
+                d.label = p.label.into();
+                d.help = Some(p.help);
+                None
+            }
+        }
+    }
+
+    /// E0514 for `model`, `max_turns` or `budget` written on an agent whose kind cannot
+    /// honour it; the value when it can.
+    fn useful<T>(
+        &mut self,
+        agent: &AgentWhat,
+        field: &str,
+        value: Option<(T, Location)>,
+    ) -> Option<(T, Location)> {
+        let (v, at) = value?;
+        let (reason, help) = match (agent.kind, agent.tool) {
+            (AgentKind::Shell, _) => (
+                "a shell agent runs `sh` lines and asks no model".to_string(),
+                format!("remove `{field}`"),
+            ),
+            (_, None) => (
+                format!("a `command` agent is a program of its own, which the interpreter cannot pass `{field}` to"),
+                format!("remove `{field}`, or give the agent `kind claude`, `codex`, `gemini` or `aider`"),
+            ),
+            (_, Some(tool)) => match field {
+                "max_turns" if !tool.limits_turns() => (
+                    if tool == Tool::Aider {
+                        "aider sends one message and takes no turn limit".to_string()
+                    } else {
+                        format!("{tool} has no turn limit")
+                    },
+                    "remove `max_turns`, and bound the step with `timeout`".into(),
+                ),
+                "budget" if !tool.reports_cost() => (
+                    format!("{tool} does not report what it costs, so a dollar budget cannot be enforced"),
+                    if tool.limits_turns() {
+                        "remove `budget`, and bound the agent with `max_turns` or `timeout`".into()
+                    } else {
+                        "remove `budget`, and bound the step with `timeout`".into()
+                    },
+                ),
+                _ => return Some((v, at)),
+            },
+        };
+        let d = self.error(
+            "E0514",
+            at,
+            format!("`{field}` does nothing for agent `{}`: {reason}", agent.name),
+        );
+        d.label = "has no effect".into();
+        d.help = Some(help);
+        None
+    }
+
+    /// E0514 for a non-empty `mcp` list on an agent that cannot use MCP servers; whether
+    /// the agent can use them.
+    fn mcp_useful(&mut self, agent: &AgentWhat, at: Location) -> bool {
+        let reason = match (agent.kind, agent.tool) {
+            (AgentKind::Shell, _) => "a shell agent cannot be given MCP servers",
+            (_, None) => "a `command` agent cannot be given MCP servers",
+            (_, Some(tool)) if !tool.uses_mcp() => "aider has no MCP support",
+            _ => return true,
+        };
+        let d = self.error(
+            "E0514",
+            at,
+            format!("`mcp` does nothing for agent `{}`: {reason}", agent.name),
+        );
+        d.label = "has no effect".into();
+        d.help = Some("remove `mcp`, or use an agent of kind claude, codex or gemini".into());
+        false
+    }
+
+    /// Qualifies the agent's own `mcp` entries that name a server of its own module
+    /// (`fs` in a module imported as `tools` is the server `tools.fs`).
+    fn qualify_servers(&mut self, mcp: &mut Setting<Vec<Pattern>>, prefix: &str) {
+        if mcp.own.is_none() {
+            return;
+        }
+        for pattern in &mut mcp.value {
+            if self.server_scope.contains(&pattern.text) {
+                let name = qualified(prefix, &pattern.text);
+                if let Ok(p) = Pattern::new(&name, PatternKind::Name, pattern.location) {
+                    *pattern = p;
+                }
+            }
         }
     }
 
@@ -856,6 +1186,15 @@ impl<'m> Lowerer<'m> {
                                 self.import(i, module_file, &mut inner_scope);
                             }
                         }
+                        let servers: Vec<ast::McpServer> = r
+                            .items
+                            .iter()
+                            .filter_map(|i| match i {
+                                ast::RunbookItem::Mcp(m) => Some(m.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        self.mcp_servers_in(&servers, module_file, &alias);
                         let decls: Vec<ast::Agent> = r
                             .items
                             .iter()
@@ -1042,6 +1381,8 @@ impl<'m> Lowerer<'m> {
         let mut secrets: Vec<Secret> = Vec::new();
         let mut imports = Vec::new();
         let mut agent_decls = Vec::new();
+        let mut server_decls = Vec::new();
+        let mut budget = None;
         let mut phase_decls = Vec::new();
         let mut rollback = Vec::new();
         for item in &r.items {
@@ -1120,8 +1461,20 @@ impl<'m> Lowerer<'m> {
                 ast::RunbookItem::Agent(a) => agent_decls.push(a.clone()),
                 ast::RunbookItem::Phase(p) => phase_decls.push(p),
                 ast::RunbookItem::Rollback(b) => rollback.push(b),
+                ast::RunbookItem::Mcp(m) => server_decls.push(m.clone()),
+                ast::RunbookItem::Budget(f) => {
+                    self.once(&mut meta_seen, file, &f.key);
+                    let at = loc(file, f.value.span);
+                    budget = self
+                        .limit(at, limits::budget(&f.value.text))
+                        .map(|value| Setting {
+                            value,
+                            own: Some(loc(file, f.key.span.join(f.value.span))),
+                        });
+                }
             }
         }
+        self.mcp_servers_in(&server_decls, file, "");
         self.agents_in(&agent_decls, file, "", &mut scope, true);
         self.declared_agents = agent_decls.iter().map(|a| a.name.name.clone()).collect();
         let policy = self.find_policy();
@@ -1274,9 +1627,8 @@ impl<'m> Lowerer<'m> {
             phases,
             nodes,
             rollback,
-            // TODO(language): `mcp NAME { … }` declarations and the runbook's `budget`.
-            mcp_servers: Vec::new(),
-            budget: None,
+            mcp_servers: std::mem::take(&mut self.mcp_servers),
+            budget,
             policy,
             sources: std::mem::take(&mut self.sources),
             graph,
@@ -1834,6 +2186,67 @@ impl NodeDecl<'_> {
             NodeDecl::Checkpoint(c) => loc(file, c.name.span),
         }
     }
+}
+
+/// `NAME`, or `PREFIX.NAME` for what an import brings in.
+fn qualified(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// An optional field's setting: the agent's own value, or its parent's, inherited.
+fn inherit<T: Clone>(own: Option<(T, Location)>, parent: Option<&Setting<T>>) -> Option<Setting<T>> {
+    match own {
+        Some((value, location)) => Some(Setting {
+            value,
+            own: Some(location),
+        }),
+        None => parent.map(|p| Setting {
+            value: p.value.clone(),
+            own: None,
+        }),
+    }
+}
+
+/// Whether a `run` command line splits shell-style into at least one word.
+fn splits_into_words(run: &str) -> bool {
+    !run.trim().is_empty() && shell_words::split(run).is_ok_and(|w| !w.is_empty())
+}
+
+/// The kinds an agent may declare, for "did you mean" help.
+const KIND_NAMES: &[&str] = &["claude", "codex", "gemini", "aider", "command"];
+const KIND_LIST: &str = "claude, codex, gemini, aider and command";
+
+/// The value of a `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeclaredKind {
+    /// `kind command`: a program of its own (`run` required).
+    Command,
+    /// A CLI coding agent the interpreter knows.
+    Tool(Tool),
+}
+
+impl DeclaredKind {
+    fn tool(self) -> Option<Tool> {
+        match self {
+            DeclaredKind::Command => None,
+            DeclaredKind::Tool(t) => Some(t),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.tool().map_or("command", Tool::name)
+    }
+}
+
+/// What the "does nothing" rules need to know of an agent being lowered.
+struct AgentWhat<'a> {
+    name: &'a str,
+    kind: &'a AgentKind,
+    tool: Option<Tool>,
 }
 
 /// "a string", "an int".

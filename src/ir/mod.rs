@@ -4,6 +4,7 @@
 //! (cycles, races, permissions) is the checker's job.
 
 pub mod graph;
+pub mod limits;
 pub mod load;
 pub mod lower;
 pub mod pattern;
@@ -148,6 +149,28 @@ impl Tool {
     /// The tool written `name` after `kind`, if there is one.
     pub fn from_name(name: &str) -> Option<Tool> {
         Tool::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The program an agent of this kind runs when it has no `run` of its own.
+    pub fn program(self) -> &'static str {
+        self.name()
+    }
+
+    /// Whether the tool reports what an attempt cost, so that a dollar `budget` can be
+    /// enforced (only Claude Code's result has `total_cost_usd`).
+    pub fn reports_cost(self) -> bool {
+        self == Tool::Claude
+    }
+
+    /// Whether the tool can be held to a number of model turns (`max_turns`): Codex has
+    /// no turn limit and aider sends one message.
+    pub fn limits_turns(self) -> bool {
+        matches!(self, Tool::Claude | Tool::Gemini)
+    }
+
+    /// Whether the tool can be given MCP servers (aider has no MCP support).
+    pub fn uses_mcp(self) -> bool {
+        self != Tool::Aider
     }
 }
 

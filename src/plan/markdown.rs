@@ -37,6 +37,30 @@ fn header(out: &mut String, plan: &Plan) {
     if let Some(description) = &r.description {
         let _ = writeln!(out, "{description}\n");
     }
+    if let Some(budget) = plan.budget {
+        let _ = writeln!(
+            out,
+            "Budget: at most ${} for the whole run, summed over the costs the agents report.\n",
+            crate::ir::limits::dollars(budget)
+        );
+    }
+    if !plan.mcp_servers.is_empty() {
+        out.push_str("MCP servers:\n\n");
+        for server in &plan.mcp_servers {
+            let env = if server.env.is_empty() {
+                String::new()
+            } else {
+                format!(", receives {}", codes(&server.env))
+            };
+            let _ = writeln!(
+                out,
+                "- {}: runs {}{env}",
+                code(&server.name),
+                code(&server.run)
+            );
+        }
+        out.push('\n');
+    }
     let cp = &plan.critical_path;
     let _ = write!(out, "**Estimated total: {}**", cp.estimate.words());
     if !cp.phases.is_empty() {
@@ -134,8 +158,15 @@ fn step_bullet(out: &mut String, plan: &Plan, step: &StepPlan) {
         .unwrap_or_default();
     let _ = writeln!(out, "- **Step {}{title}**", code(&step.name));
     let agent = plan.agents.iter().find(|a| a.name == step.agent);
-    let by = match agent.and_then(|a| a.run.as_ref()) {
-        Some(run) => format!("By {}, which runs {}", code(&step.agent), code(run)),
+    let by = match agent.and_then(|a| a.run.as_ref().map(|run| (a, run))) {
+        Some((a, run)) => match tool_notes(a) {
+            Some(notes) => format!(
+                "By {} ({notes}), which runs {}",
+                code(&step.agent),
+                code(run)
+            ),
+            None => format!("By {}, which runs {}", code(&step.agent), code(run)),
+        },
         None => format!("By {} (shell commands)", code(&step.agent)),
     };
     let _ = writeln!(out, "  - {by}");
@@ -287,6 +318,30 @@ fn rollback_plan(out: &mut String, plan: &Plan) {
     out.push_str(
         "\nFile changes need no rollback block: they stay on the run's branch until accepted.\n",
     );
+}
+
+/// A coding agent's kind, model, limits and MCP servers, for its steps' bullets.
+fn tool_notes(agent: &AgentPlan) -> Option<String> {
+    if agent.kind == "shell" || agent.kind == "command" {
+        return None;
+    }
+    let mut notes = vec![agent.kind.clone()];
+    if let Some(model) = &agent.model {
+        notes.push(format!("model {}", code(model)));
+    }
+    if let Some(turns) = agent.max_turns {
+        notes.push(format!("at most {turns} turns"));
+    }
+    if let Some(budget) = agent.budget {
+        notes.push(format!(
+            "budget ${} per attempt",
+            crate::ir::limits::dollars(budget)
+        ));
+    }
+    if !agent.mcp.is_empty() {
+        notes.push(format!("MCP servers {}", codes(&agent.mcp)));
+    }
+    Some(notes.join(", "))
 }
 
 fn permissions(agent: &AgentPlan) -> String {

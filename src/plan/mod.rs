@@ -40,6 +40,11 @@ pub struct Plan {
     pub params: Vec<ParamPlan>,
     /// Secrets and the agents that receive them.
     pub secrets: Vec<SecretPlan>,
+    /// The most US dollars the whole run may cost (`budget`), summed over the costs the
+    /// agents report.
+    pub budget: Option<f64>,
+    /// The MCP servers the runbook and its imports declare.
+    pub mcp_servers: Vec<McpServerPlan>,
     /// The agents that steps use, and the ones declared in the runbook.
     pub agents: Vec<AgentPlan>,
     /// Phases in file order.
@@ -114,6 +119,17 @@ pub struct SecretPlan {
     pub agents: Vec<String>,
 }
 
+/// One declared MCP server.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpServerPlan {
+    /// Its name, as agents' `mcp` lists write it.
+    pub name: String,
+    /// The command line that starts it.
+    pub run: String,
+    /// Variables and secrets it receives.
+    pub env: Vec<String>,
+}
+
 /// One agent with its effective permissions.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentPlan {
@@ -121,6 +137,14 @@ pub struct AgentPlan {
     pub name: String,
     /// The agent it narrows.
     pub uses: Option<String>,
+    /// `shell`, `command`, or the coding agent it runs (`claude`, `codex`, …).
+    pub kind: String,
+    /// The model it asks for.
+    pub model: Option<String>,
+    /// The most model turns per attempt.
+    pub max_turns: Option<u32>,
+    /// The most US dollars per attempt.
+    pub budget: Option<f64>,
     /// The command line (the prompt goes to stdin); `null` for shell agents.
     pub run: Option<String>,
     /// Paths it may read.
@@ -368,6 +392,16 @@ pub fn build(checked: &CheckedRunbook, map: &SourceMap, options: &Options) -> Pl
                     .collect(),
             })
             .collect(),
+        budget: runbook.budget.as_ref().map(|b| b.value),
+        mcp_servers: runbook
+            .mcp_servers
+            .iter()
+            .map(|s| McpServerPlan {
+                name: s.name.clone(),
+                run: s.run.clone(),
+                env: s.env.clone(),
+            })
+            .collect(),
         agents: agents(runbook),
         phases,
         rollback: runbook.rollback.iter().map(rollback).collect(),
@@ -416,6 +450,14 @@ fn agents(runbook: &Runbook) -> Vec<AgentPlan> {
             AgentPlan {
                 name: a.name.clone(),
                 uses: a.uses.map(|u| runbook.agent(u).name.clone()),
+                kind: match (&a.kind, a.tool) {
+                    (AgentKind::Shell, _) => "shell".into(),
+                    (_, Some(tool)) => tool.name().into(),
+                    (_, None) => "command".into(),
+                },
+                model: a.model.as_ref().map(|m| m.value.clone()),
+                max_turns: a.max_turns.as_ref().map(|m| m.value),
+                budget: a.budget.as_ref().map(|b| b.value),
                 run: match &a.kind {
                     AgentKind::Shell => None,
                     AgentKind::Command { run } => Some(run.clone()),
@@ -431,6 +473,29 @@ fn agents(runbook: &Runbook) -> Vec<AgentPlan> {
             }
         })
         .collect()
+}
+
+/// An agent's kind, model, limits and MCP servers on one line (`kind claude  model
+/// "…"  max_turns 20  budget $2.50  mcp fs`), for a coding agent or one with limits;
+/// `None` for shell and plain command agents, which have none of them.
+pub fn limits_line(a: &AgentPlan) -> Option<String> {
+    if a.kind == "shell" || a.kind == "command" {
+        return None;
+    }
+    let mut parts = vec![format!("kind {}", a.kind)];
+    if let Some(model) = &a.model {
+        parts.push(format!("model {model:?}"));
+    }
+    if let Some(turns) = a.max_turns {
+        parts.push(format!("max_turns {turns}"));
+    }
+    if let Some(budget) = a.budget {
+        parts.push(format!("budget ${}", crate::ir::limits::dollars(budget)));
+    }
+    if !a.mcp.is_empty() {
+        parts.push(format!("mcp {}", a.mcp.join(",")));
+    }
+    Some(parts.join("  "))
 }
 
 /// The phases whose end this phase's start waits for.

@@ -102,6 +102,25 @@ pub fn render(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "  {} → {to}", secret.name);
         }
     }
+    if let Some(budget) = plan.budget {
+        let _ = writeln!(out, "budget ${} for the whole run", dollars(budget));
+    }
+    if !plan.mcp_servers.is_empty() {
+        let _ = writeln!(out, "\n{}", s.bold("mcp servers"));
+        for server in &plan.mcp_servers {
+            let env = if server.env.is_empty() {
+                String::new()
+            } else {
+                format!("  env {}", server.env.join(","))
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {}{env}",
+                s.cyan(&server.name),
+                s.dim(&format!("runs {}", server.run))
+            );
+        }
+    }
     if !plan.agents.is_empty() {
         let _ = writeln!(out, "\n{}", s.bold("agents"));
         for a in &plan.agents {
@@ -110,6 +129,9 @@ pub fn render(plan: &Plan, color: bool) -> String {
                 .as_deref()
                 .map_or("shell".to_string(), |r| format!("runs {r}"));
             let _ = writeln!(out, "  {}  {}", s.cyan(&a.name), s.dim(&how));
+            if let Some(line) = super::limits_line(a) {
+                let _ = writeln!(out, "    {line}");
+            }
             let _ = writeln!(
                 out,
                 "    read {}  write {}  exec {}  network {}",
@@ -249,6 +271,10 @@ pub fn render(plan: &Plan, color: bool) -> String {
         );
     }
     out
+}
+
+fn dollars(value: f64) -> String {
+    crate::ir::limits::dollars(value)
 }
 
 fn list(items: &[String]) -> String {

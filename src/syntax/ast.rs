@@ -112,6 +112,8 @@ pub struct Module {
     pub imports: Vec<Import>,
     /// Its agents.
     pub agents: Vec<Agent>,
+    /// Its MCP server declarations.
+    pub mcp_servers: Vec<McpServer>,
 }
 
 /// `title`, `version` or `description`.
@@ -151,6 +153,23 @@ pub enum RunbookItem {
     Phase(Phase),
     /// `rollback { … }`.
     Rollback(Rollback),
+    /// `budget 10.00`: the most the whole run may cost.
+    Budget(Field<Token>),
+    /// `mcp NAME { … }`.
+    Mcp(McpServer),
+}
+
+/// `mcp NAME { run "…" env [...] }`: an MCP server declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpServer {
+    /// The `mcp` keyword.
+    pub key: Ident,
+    /// The name.
+    pub name: Ident,
+    /// Its fields (`run`, `env`, metadata) in source order.
+    pub fields: Vec<AgentField>,
+    /// The whole declaration.
+    pub span: Span,
 }
 
 /// `import "PATH" [as NAME]`.
@@ -207,8 +226,16 @@ pub enum Network {
 /// A permission field shared by agents and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentField {
+    /// `kind claude|codex|gemini|aider|command`.
+    Kind(Field<Ident>),
     /// `run "command line"`.
     Run(Field<Str>),
+    /// `model "…"`.
+    Model(Field<Str>),
+    /// `max_turns N`.
+    MaxTurns(Field<Token>),
+    /// `budget 2.50` (US dollars).
+    Budget(Field<Token>),
     /// `read [globs]`.
     Read(Field<List>),
     /// `write [globs]`.
@@ -231,7 +258,9 @@ impl AgentField {
     /// The keyword of the field.
     pub fn key(&self) -> &Ident {
         match self {
-            AgentField::Run(f) => &f.key,
+            AgentField::Run(f) | AgentField::Model(f) => &f.key,
+            AgentField::Kind(f) => &f.key,
+            AgentField::MaxTurns(f) | AgentField::Budget(f) => &f.key,
             AgentField::Read(f) | AgentField::Write(f) | AgentField::Exec(f) => &f.key,
             AgentField::Mcp(f) | AgentField::Env(f) => &f.key,
             AgentField::Network(f) => &f.key,

@@ -74,6 +74,10 @@ const KEYWORDS: &[&str] = &[
     "ask",
     "revise",
     "approvers",
+    "kind",
+    "model",
+    "max_turns",
+    "budget",
     "title",
     "version",
     "description",
@@ -104,7 +108,6 @@ const FAMILIAR_MISTAKES: &[(&str, &str, &str)] = &[
     ("onfailure", "on_failure", "on_failure"),
     ("name", "title", "title"),
     ("question", "ask", "ask"),
-    ("model", "run \"PROGRAM ARGS\"", "run"),
     ("command", "run", "run"),
     ("cmd", "run", "run"),
 ];
@@ -126,6 +129,8 @@ fn belongs(keyword: &str) -> Option<&'static str> {
         "run" | "read" | "write" | "exec" | "network" | "mcp" | "env" => {
             "is an agent field (read, write, exec, network, mcp and env also go in a policy)"
         }
+        "kind" | "model" | "max_turns" => "is an agent field",
+        "budget" => "is a field of agents and of the runbook itself",
         "prompt" | "sh" | "produces" | "until" | "when" | "on_failure" => "is a step field",
         "show" | "ask" | "revise" | "approvers" => "is a checkpoint field",
         "estimate" => "is a phase field",

@@ -67,6 +67,10 @@ fn not_keyword(pair: &Pair<Rule>) -> bool {
             | Rule::k_ask
             | Rule::k_revise
             | Rule::k_approvers
+            | Rule::k_kind
+            | Rule::k_model
+            | Rule::k_max_turns
+            | Rule::k_budget
             | Rule::open_brace
             | Rule::close_brace
             | Rule::close_bracket
@@ -163,11 +167,13 @@ fn module(pair: Pair<Rule>) -> Result<Module, SyntaxError> {
     let mut m = Module {
         imports: Vec::new(),
         agents: Vec::new(),
+        mcp_servers: Vec::new(),
     };
     for item in pair.into_inner().filter(not_keyword) {
         match item.as_rule() {
             Rule::import => m.imports.push(import(item)?),
             Rule::agent => m.agents.push(agent(item)?),
+            Rule::mcp_server => m.mcp_servers.push(mcp_server(item)?),
             _ => {}
         }
     }
@@ -191,6 +197,11 @@ fn runbook(pair: Pair<Rule>) -> Result<Runbook, SyntaxError> {
             Rule::agent => RunbookItem::Agent(agent(item)?),
             Rule::phase => RunbookItem::Phase(phase(item)?),
             Rule::rollback => RunbookItem::Rollback(rollback(item)?),
+            Rule::budget_field => RunbookItem::Budget(Field {
+                key: key_of(&item),
+                value: token(item.into_inner().find(not_keyword).expect("budget value")),
+            }),
+            Rule::mcp_server => RunbookItem::Mcp(mcp_server(item)?),
             rule => unreachable!("runbook item {rule:?}"),
         });
     }
@@ -269,6 +280,22 @@ fn agent_field(pair: Pair<Rule>) -> Result<AgentField, SyntaxError> {
     }
     let value = pair.into_inner().find(not_keyword).expect("field value");
     Ok(match rule {
+        Rule::kind_field => AgentField::Kind(Field {
+            key,
+            value: ident(value),
+        }),
+        Rule::model_field => AgentField::Model(Field {
+            key,
+            value: str_lit(value)?,
+        }),
+        Rule::max_turns_field => AgentField::MaxTurns(Field {
+            key,
+            value: token(value),
+        }),
+        Rule::budget_field => AgentField::Budget(Field {
+            key,
+            value: token(value),
+        }),
         Rule::run_field => AgentField::Run(Field {
             key,
             value: str_lit(value)?,
@@ -328,6 +355,20 @@ fn agent(pair: Pair<Rule>) -> Result<Agent, SyntaxError> {
     Ok(Agent {
         name,
         uses,
+        fields,
+        span: s,
+    })
+}
+
+fn mcp_server(pair: Pair<Rule>) -> Result<McpServer, SyntaxError> {
+    let s = span(&pair);
+    let key = key_of(&pair);
+    let mut inner = pair.into_inner().filter(not_keyword);
+    let name = ident(inner.next().expect("mcp server name"));
+    let fields = inner.map(agent_field).collect::<Result<_, _>>()?;
+    Ok(McpServer {
+        key,
+        name,
         fields,
         span: s,
     })
