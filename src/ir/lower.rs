@@ -1004,7 +1004,10 @@ impl<'m> Lowerer<'m> {
         let d = self.error(
             "E0514",
             at,
-            format!("`{field}` does nothing for agent `{}`: {reason}", agent.name),
+            format!(
+                "`{field}` does nothing for agent `{}`: {reason}",
+                agent.name
+            ),
         );
         d.label = "has no effect".into();
         d.help = Some(help);
@@ -2198,7 +2201,10 @@ fn qualified(prefix: &str, name: &str) -> String {
 }
 
 /// An optional field's setting: the agent's own value, or its parent's, inherited.
-fn inherit<T: Clone>(own: Option<(T, Location)>, parent: Option<&Setting<T>>) -> Option<Setting<T>> {
+fn inherit<T: Clone>(
+    own: Option<(T, Location)>,
+    parent: Option<&Setting<T>>,
+) -> Option<Setting<T>> {
     match own {
         Some((value, location)) => Some(Setting {
             value,
@@ -2266,8 +2272,7 @@ mod tests {
     fn lower(text: &str) -> (Option<Runbook>, Vec<&'static str>) {
         let mut map = SourceMap::new();
         let path = Path::new("lowering-test/test.runbook");
-        let (file, problem) =
-            load::add_bytes(&mut map, path, "test.runbook".into(), text.into());
+        let (file, problem) = load::add_bytes(&mut map, path, "test.runbook".into(), text.into());
         assert!(problem.is_none());
         let lowered = lower_file(&mut map, file);
         let codes = lowered.diagnostics.iter().map(|d| d.code).collect();
@@ -2301,7 +2306,12 @@ mod tests {
         let (r, codes) = lower("runbook r { agent a { kind claude run \"npx claude\" } }");
         assert!(codes.is_empty(), "{codes:?}");
         let a = agent(r.as_ref().unwrap(), "a");
-        assert_eq!(a.kind, AgentKind::Command { run: "npx claude".into() });
+        assert_eq!(
+            a.kind,
+            AgentKind::Command {
+                run: "npx claude".into()
+            }
+        );
     }
 
     #[test]
@@ -2325,7 +2335,12 @@ mod tests {
         let r = r.unwrap();
         let c = agent(&r, "c");
         assert_eq!(c.tool, Some(Tool::Claude));
-        assert_eq!(c.kind, AgentKind::Command { run: "claude".into() });
+        assert_eq!(
+            c.kind,
+            AgentKind::Command {
+                run: "claude".into()
+            }
+        );
         let model = c.model.as_ref().unwrap();
         assert_eq!(model.value, "sonnet");
         assert!(model.own.is_some());
@@ -2337,12 +2352,15 @@ mod tests {
 
     #[test]
     fn a_child_may_repeat_its_kind_but_not_change_it() {
-        let (_, codes) = lower("runbook r { agent p { kind codex } agent c uses p { kind codex } }");
+        let (_, codes) =
+            lower("runbook r { agent p { kind codex } agent c uses p { kind codex } }");
         assert!(codes.is_empty(), "{codes:?}");
-        let (r, codes) = lower("runbook r { agent p { kind codex } agent c uses p { kind claude } }");
+        let (r, codes) =
+            lower("runbook r { agent p { kind codex } agent c uses p { kind claude } }");
         assert_eq!(codes, ["E0512"]);
         assert_eq!(agent(r.as_ref().unwrap(), "c").tool, Some(Tool::Codex));
-        let (_, codes) = lower("runbook r { agent p { run \"x\" } agent c uses p { kind claude } }");
+        let (_, codes) =
+            lower("runbook r { agent p { run \"x\" } agent c uses p { kind claude } }");
         assert_eq!(codes, ["E0512"]);
         let (_, codes) = lower("runbook r { agent c uses shell { kind claude } }");
         assert_eq!(codes, ["E0512"]);
@@ -2371,7 +2389,11 @@ mod tests {
             let d = &lowered.diagnostics;
             assert_eq!(d.len(), 1, "{agent_body}: {d:?}");
             assert_eq!(d[0].code, "E0514", "{agent_body}");
-            assert!(d[0].message.starts_with(&format!("`{field}`")), "{}", d[0].message);
+            assert!(
+                d[0].message.starts_with(&format!("`{field}`")),
+                "{}",
+                d[0].message
+            );
         }
         for fine in [
             "kind claude max_turns 3 budget 1 model \"m\" mcp [\"*\"]",
