@@ -121,9 +121,10 @@ fn corpus_files() {
 fn every_code_has_a_corpus_file() {
     let documented = [
         "E0001", "E0003", "E0004", "E0101", "E0102", "E0103", "E0104", "E0105", "E0106", "E0107",
-        "E0108", "E0109", "E0201", "E0202", "E0301", "E0302", "E0401", "E0402", "E0403", "E0404", "E0405",
-        "E0501", "E0502", "E0503", "E0504", "E0505", "E0506", "E0507", "E0508", "E0509", "E0510",
-        "E0511", "E0512", "E0513", "E0514", "E0515", "W0001", "W0002", "W0003", "W0004", "W0005",
+        "E0108", "E0109", "E0201", "E0202", "E0301", "E0302", "E0401", "E0402", "E0403", "E0404",
+        "E0405", "E0501", "E0502", "E0503", "E0504", "E0505", "E0506", "E0507", "E0508", "E0509",
+        "E0510", "E0511", "E0512", "E0513", "E0514", "E0515", "W0001", "W0002", "W0003", "W0004",
+        "W0005",
     ];
     let mut names: Vec<String> = Vec::new();
     for dir in [corpus(), corpus().join("policy")] {
@@ -312,9 +313,9 @@ fn policy_mcp_servers() {
         .collect();
     assert!(files.contains(&"policy.runbook"), "{files:?}");
     assert!(
-        !diagnostics
-            .iter()
-            .any(|d| d["message"].as_str().is_some_and(|m| m.contains("`github`"))),
+        !diagnostics.iter().any(|d| d["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`github`"))),
         "github is allowed: {}",
         json.stdout
     );

@@ -1,7 +1,7 @@
 //! Grammar-aware property test: runbooks generated from the grammar (every block and
-//! field, `after` clauses, permissions, templates, strings with escapes and non-ASCII
-//! text, triple-quoted prompts, comments and odd whitespace anywhere the grammar allows
-//! it) always parse, and then go through the same checks as the `check` fuzz target
+//! field, `after` clauses, permissions, agent kinds and limits, MCP server declarations,
+//! the run's budget, templates, strings with escapes and non-ASCII text, triple-quoted
+//! prompts, comments and odd whitespace anywhere the grammar allows it) always parse, and then go through the same checks as the `check` fuzz target
 //! (fuzz/src/lib.rs, `check_text`): the checker and every diagnostic rendering run
 //! without panicking, every diagnostic and AST span is inside the text on char
 //! boundaries, the formatted text parses, formatting is idempotent, and comments and
@@ -220,11 +220,68 @@ impl Generator<'_> {
 
     fn module(&mut self) {
         for i in 0..self.pick(4) {
-            if self.chance(2) {
-                self.import();
-            } else {
-                self.agent(i);
+            match self.pick(5) {
+                0 | 1 => self.import(),
+                2 => self.mcp_server(),
+                _ => self.agent(i),
             }
+        }
+    }
+
+    /// `mcp NAME { run "…" env [...] }`, sometimes without `run` or with a duplicate name.
+    fn mcp_server(&mut self) {
+        self.word("mcp");
+        let name = self.one(&["github", "fs", "docs"]);
+        self.word(name);
+        self.word("{");
+        for _ in 0..self.pick(4) {
+            match self.pick(4) {
+                0 | 1 => {
+                    self.word("run");
+                    let run = self.one(&[
+                        "\"mcp-server-filesystem .\"",
+                        "\"github-mcp-server stdio\"",
+                        "\"\"",
+                        "\"x 'unclosed\"",
+                    ]);
+                    self.word(run);
+                }
+                2 => {
+                    self.word("env");
+                    self.list(&["TOKEN", "KEY", "HOME"]);
+                }
+                _ => self.metadata(),
+            }
+        }
+        self.word("}");
+    }
+
+    /// `budget AMOUNT`, valid or not.
+    fn budget(&mut self) {
+        self.word("budget");
+        let amount = self.one(&["2.50", "10", "0.125", "0", "-1", "30m", "1.5"]);
+        self.word(amount);
+    }
+
+    /// The fields only agents have: `kind`, `model`, `max_turns`, `budget`.
+    fn agent_only_field(&mut self) {
+        match self.pick(4) {
+            0 => {
+                self.word("kind");
+                let kind = self.one(&["claude", "codex", "gemini", "aider", "command", "cluade"]);
+                self.word(kind);
+            }
+            1 => {
+                self.word("model");
+                let model = self.one(&["\"claude-sonnet-4-5\"", "\"\"", "\"-x\"", "\"gpt-5\""]);
+                self.word(model);
+            }
+            2 => {
+                self.word("max_turns");
+                let turns = self.one(&["1", "30", "0", "2.5"]);
+                self.word(turns);
+            }
+            _ => self.budget(),
         }
     }
 
@@ -278,6 +335,8 @@ impl Generator<'_> {
                 }
                 4 | 5 => self.agent(i),
                 6 => self.rollback(),
+                7 if self.chance(2) => self.mcp_server(),
+                7 => self.budget(),
                 _ => self.phase(),
             }
         }
@@ -309,7 +368,7 @@ impl Generator<'_> {
             }
             4 => {
                 self.word("mcp");
-                self.list(&["\"github\"", "\"fs-*\""]);
+                self.list(&["\"github\"", "\"fs-*\"", "\"fs\"", "\"*\"", "\"agents.fs\""]);
             }
             _ => {
                 self.word("env");
@@ -332,13 +391,14 @@ impl Generator<'_> {
         }
         self.word("{");
         for _ in 0..self.pick(6) {
-            match self.pick(5) {
+            match self.pick(7) {
                 0 => {
                     self.word("run");
                     self.string();
                 }
                 1 => self.duration("timeout"),
                 2 => self.metadata(),
+                3 | 4 => self.agent_only_field(),
                 _ => self.permission(),
             }
         }

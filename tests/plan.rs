@@ -66,6 +66,33 @@ fn snapshots_of_every_format() {
 }
 
 #[test]
+fn coding_agents_show_kind_limits_budget_and_mcp_servers() {
+    let file = "tests/check/ok_coding_agents.runbook";
+    for format in ["text", "markdown", "json"] {
+        let out = stdout(&runbook(root(), &["plan", file, "--format", format]));
+        insta::assert_snapshot!(format!("coding_agents.{format}"), out);
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(&runbook(
+        root(),
+        &["plan", file, "--format", "json"],
+    )))
+    .expect("JSON");
+    assert_eq!(json["budget"], 12.5);
+    assert_eq!(json["mcp_servers"][0]["name"], "github");
+    let reviewer = json["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .find(|a| a["name"] == "reviewer")
+        .expect("reviewer");
+    assert_eq!(reviewer["kind"], "claude");
+    assert_eq!(reviewer["run"], "claude");
+    assert_eq!(reviewer["model"], "claude-sonnet-4-5");
+    assert_eq!(reviewer["max_turns"], 10);
+    assert_eq!(reviewer["budget"], 0.75);
+}
+
+#[test]
 fn given_params_are_shown_and_rendered() {
     let out = stdout(&runbook(
         root(),

@@ -387,6 +387,9 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
             ),
             _ => "not allowed by policy.runbook".to_string(),
         };
+        let can_use_servers = agent
+            .tool
+            .is_some_and(|t| t.uses_mcp() && agent.kind != AgentKind::Shell);
         let lists: [(&str, &Patterns, &Ceiling); 4] = [
             ("read", &p.read, &policy.read),
             ("write", &p.write, &policy.write),
@@ -398,7 +401,11 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
                 continue;
             };
             for pattern in &mine.value {
-                if !covered_by(ceiling, pattern) {
+                // A declared server named outright is reported below, with the server.
+                let named_server = field == "mcp"
+                    && can_use_servers
+                    && runbook.mcp_servers.iter().any(|s| s.name == pattern.text);
+                if !named_server && !covered_by(ceiling, pattern) {
                     let allowed: Vec<&str> = ceiling.iter().map(|p| p.text.as_str()).collect();
                     let location = if agent.local && mine.own.is_some() {
                         pattern.location
@@ -425,9 +432,6 @@ fn ceiling(runbook: &Runbook, policy: &crate::ir::Policy, out: &mut Vec<Diagnost
             }
         }
         if let Some((ceiling, policy_at)) = &policy.mcp {
-            let can_use_servers = agent
-                .tool
-                .is_some_and(|t| t.uses_mcp() && agent.kind != AgentKind::Shell);
             for server in runbook.mcp_servers.iter().filter(|_| can_use_servers) {
                 if !any_match(&p.mcp.value, &server.name) || any_match(ceiling, &server.name) {
                     continue;

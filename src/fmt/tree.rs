@@ -365,9 +365,7 @@ impl<'a> Builder<'a> {
                     ast::AgentField::Kind(f) => (10, self.text(f.value.span), f.value.span.end),
                     ast::AgentField::Run(f) => (11, self.text(f.value.span), f.value.span.end),
                     ast::AgentField::Model(f) => (12, self.text(f.value.span), f.value.span.end),
-                    ast::AgentField::MaxTurns(f) => {
-                        (13, self.text(f.value.span), f.value.span.end)
-                    }
+                    ast::AgentField::MaxTurns(f) => (13, self.text(f.value.span), f.value.span.end),
                     ast::AgentField::Budget(f) => (14, self.text(f.value.span), f.value.span.end),
                     ast::AgentField::Read(f) => (15, self.list(&f.value), f.value.span.end),
                     ast::AgentField::Write(f) => (16, self.list(&f.value), f.value.span.end),

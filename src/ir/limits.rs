@@ -119,7 +119,10 @@ mod tests {
             assert!(budget(bad).is_err(), "{bad}");
         }
         assert!(budget("-1").unwrap_err().message.contains("negative"));
-        assert!(budget("2.505").unwrap_err().message.contains("two decimals"));
+        assert!(budget("2.505")
+            .unwrap_err()
+            .message
+            .contains("two decimals"));
     }
 
     #[test]

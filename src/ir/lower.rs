@@ -1004,7 +1004,10 @@ impl<'m> Lowerer<'m> {
         let d = self.error(
             "E0514",
             at,
-            format!("`{field}` does nothing for agent `{}`: {reason}", agent.name),
+            format!(
+                "`{field}` does nothing for agent `{}`: {reason}",
+                agent.name
+            ),
         );
         d.label = "has no effect".into();
         d.help = Some(help);
@@ -2198,7 +2201,10 @@ fn qualified(prefix: &str, name: &str) -> String {
 }
 
 /// An optional field's setting: the agent's own value, or its parent's, inherited.
-fn inherit<T: Clone>(own: Option<(T, Location)>, parent: Option<&Setting<T>>) -> Option<Setting<T>> {
+fn inherit<T: Clone>(
+    own: Option<(T, Location)>,
+    parent: Option<&Setting<T>>,
+) -> Option<Setting<T>> {
     match own {
         Some((value, location)) => Some(Setting {
             value,
@@ -2255,5 +2261,201 @@ fn article(word: &str) -> String {
         format!("an {word}")
     } else {
         format!("a {word}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lowers `text` as a runbook file, returning the runbook and the diagnostic codes.
+    fn lower(text: &str) -> (Option<Runbook>, Vec<&'static str>) {
+        let mut map = SourceMap::new();
+        let path = Path::new("lowering-test/test.runbook");
+        let (file, problem) = load::add_bytes(&mut map, path, "test.runbook".into(), text.into());
+        assert!(problem.is_none());
+        let lowered = lower_file(&mut map, file);
+        let codes = lowered.diagnostics.iter().map(|d| d.code).collect();
+        (lowered.runbook, codes)
+    }
+
+    fn agent<'r>(runbook: &'r Runbook, name: &str) -> &'r Agent {
+        runbook
+            .agents
+            .iter()
+            .find(|a| a.name == name)
+            .expect("the agent exists")
+    }
+
+    #[test]
+    fn kind_without_run_runs_the_tool() {
+        let (r, codes) = lower("runbook r { agent a { kind gemini } }");
+        assert_eq!(codes, Vec::<&str>::new());
+        let a = agent(r.as_ref().unwrap(), "a");
+        assert_eq!(a.tool, Some(Tool::Gemini));
+        assert_eq!(
+            a.kind,
+            AgentKind::Command {
+                run: "gemini".into()
+            }
+        );
+    }
+
+    #[test]
+    fn own_run_wins_over_the_tool_name() {
+        let (r, codes) = lower("runbook r { agent a { kind claude run \"npx claude\" } }");
+        assert!(codes.is_empty(), "{codes:?}");
+        let a = agent(r.as_ref().unwrap(), "a");
+        assert_eq!(
+            a.kind,
+            AgentKind::Command {
+                run: "npx claude".into()
+            }
+        );
+    }
+
+    #[test]
+    fn kind_command_keeps_requiring_run() {
+        let (_, codes) = lower("runbook r { agent a { kind command } }");
+        assert_eq!(codes, ["E0510"]);
+        let (r, codes) = lower("runbook r { agent a { kind command run \"x -\" } }");
+        assert!(codes.is_empty());
+        assert_eq!(agent(r.as_ref().unwrap(), "a").tool, None);
+    }
+
+    #[test]
+    fn kind_and_limits_are_inherited_and_may_be_overridden() {
+        let (r, codes) = lower(
+            "runbook r {
+               agent p { kind claude model \"opus\" max_turns 30 budget 4.00 }
+               agent c uses p { model \"sonnet\" budget 1.25 }
+             }",
+        );
+        assert!(codes.is_empty(), "{codes:?}");
+        let r = r.unwrap();
+        let c = agent(&r, "c");
+        assert_eq!(c.tool, Some(Tool::Claude));
+        assert_eq!(
+            c.kind,
+            AgentKind::Command {
+                run: "claude".into()
+            }
+        );
+        let model = c.model.as_ref().unwrap();
+        assert_eq!(model.value, "sonnet");
+        assert!(model.own.is_some());
+        let turns = c.max_turns.as_ref().unwrap();
+        assert_eq!(turns.value, 30);
+        assert!(turns.own.is_none(), "inherited");
+        assert_eq!(c.budget.as_ref().unwrap().value, 1.25);
+    }
+
+    #[test]
+    fn a_child_may_repeat_its_kind_but_not_change_it() {
+        let (_, codes) =
+            lower("runbook r { agent p { kind codex } agent c uses p { kind codex } }");
+        assert!(codes.is_empty(), "{codes:?}");
+        let (r, codes) =
+            lower("runbook r { agent p { kind codex } agent c uses p { kind claude } }");
+        assert_eq!(codes, ["E0512"]);
+        assert_eq!(agent(r.as_ref().unwrap(), "c").tool, Some(Tool::Codex));
+        let (_, codes) =
+            lower("runbook r { agent p { run \"x\" } agent c uses p { kind claude } }");
+        assert_eq!(codes, ["E0512"]);
+        let (_, codes) = lower("runbook r { agent c uses shell { kind claude } }");
+        assert_eq!(codes, ["E0512"]);
+    }
+
+    #[test]
+    fn fields_a_kind_cannot_honour_are_errors() {
+        for (agent_body, field) in [
+            ("kind codex max_turns 3", "max_turns"),
+            ("kind aider max_turns 3", "max_turns"),
+            ("kind codex budget 1", "budget"),
+            ("kind gemini budget 1", "budget"),
+            ("kind aider budget 1", "budget"),
+            ("run \"x\" model \"m\"", "model"),
+            ("kind aider mcp [\"fs\"]", "mcp"),
+        ] {
+            let text = format!("runbook r {{ agent a {{ {agent_body} }} }}");
+            let mut map = SourceMap::new();
+            let (file, _) = load::add_bytes(
+                &mut map,
+                Path::new("lowering-test/test.runbook"),
+                "test.runbook".into(),
+                text.into(),
+            );
+            let lowered = lower_file(&mut map, file);
+            let d = &lowered.diagnostics;
+            assert_eq!(d.len(), 1, "{agent_body}: {d:?}");
+            assert_eq!(d[0].code, "E0514", "{agent_body}");
+            assert!(
+                d[0].message.starts_with(&format!("`{field}`")),
+                "{}",
+                d[0].message
+            );
+        }
+        for fine in [
+            "kind claude max_turns 3 budget 1 model \"m\" mcp [\"*\"]",
+            "kind gemini max_turns 3 model \"m\"",
+            "kind codex model \"m\" mcp [\"*\"]",
+            "kind aider model \"m\"",
+        ] {
+            let (_, codes) = lower(&format!("runbook r {{ agent a {{ {fine} }} }}"));
+            assert!(codes.is_empty(), "{fine}: {codes:?}");
+        }
+    }
+
+    #[test]
+    fn mcp_servers_and_the_run_budget() {
+        let (r, codes) = lower(
+            "runbook r {
+               budget 9.99
+               mcp fs { run \"mcp-server-filesystem .\" env [HOME] }
+               mcp gh { run \"github-mcp-server stdio\" }
+             }",
+        );
+        assert!(codes.is_empty(), "{codes:?}");
+        let r = r.unwrap();
+        assert_eq!(r.budget.as_ref().unwrap().value, 9.99);
+        let names: Vec<&str> = r.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fs", "gh"]);
+        assert_eq!(r.mcp_servers[0].env, ["HOME"]);
+        let (_, codes) = lower("runbook r { mcp fs { run \"a\" } mcp fs { run \"b\" } }");
+        assert_eq!(codes, ["E0106"]);
+        let (_, codes) = lower("runbook r { mcp fs { run \"  \" } mcp gh { } }");
+        assert_eq!(codes, ["E0515", "E0515"]);
+    }
+
+    #[test]
+    fn the_checker_holds_limits_to_the_parent() {
+        let text = "runbook r {
+               agent p { kind claude max_turns 10 budget 1.00 }
+               agent c uses p { max_turns 10 budget 0.50 }
+               agent d uses p { max_turns 11 budget 1.01 }
+               phase w { step a by c { prompt \"x\" } step b by d { prompt \"x\" } }
+             }";
+        let mut map = SourceMap::new();
+        let (file, _) = load::add_bytes(
+            &mut map,
+            Path::new("lowering-test/test.runbook"),
+            "test.runbook".into(),
+            text.into(),
+        );
+        let lowered = lower_file(&mut map, file);
+        let outcome = crate::check::check(&map, lowered);
+        let messages: Vec<&str> = outcome
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "E0401")
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "agent `d` raises `max_turns` of `p` from 10 to 11",
+                "agent `d` raises `budget` of `p` from 1.00 to 1.01",
+            ]
+        );
     }
 }

@@ -338,8 +338,10 @@ fn tool_notes(agent: &AgentPlan) -> Option<String> {
             crate::ir::limits::dollars(budget)
         ));
     }
-    if !agent.mcp.is_empty() {
-        notes.push(format!("MCP servers {}", codes(&agent.mcp)));
+    match agent.mcp.as_slice() {
+        [] => {}
+        [any] if any == "*" => notes.push("any MCP server".into()),
+        servers => notes.push(format!("MCP servers {}", codes(servers))),
     }
     Some(notes.join(", "))
 }

@@ -71,6 +71,9 @@ pub fn render(plan: &Plan, color: bool) -> String {
             s.yellow(&format!("no estimate: {}", cp.unestimated.join(", ")))
         );
     }
+    if let Some(budget) = plan.budget {
+        let _ = writeln!(out, "budget ${} for the whole run", dollars(budget));
+    }
 
     if !plan.params.is_empty() {
         let _ = writeln!(out, "\n{}", s.bold("params"));
@@ -101,9 +104,6 @@ pub fn render(plan: &Plan, color: bool) -> String {
             };
             let _ = writeln!(out, "  {} → {to}", secret.name);
         }
-    }
-    if let Some(budget) = plan.budget {
-        let _ = writeln!(out, "budget ${} for the whole run", dollars(budget));
     }
     if !plan.mcp_servers.is_empty() {
         let _ = writeln!(out, "\n{}", s.bold("mcp servers"));
