@@ -84,6 +84,13 @@ impl Default for Setup<'_> {
 /// step then records `steps.edit.output` in `report.txt`.
 fn project(agent: Agent, setup: Setup) -> Test {
     let mcp_bin = agent_bin_dir().join("mcp-server-filesystem");
+    // Codex picks its tools by model: its default model gets a JavaScript "code mode"
+    // the scripted server does not play, an unknown one the classic `exec_command`.
+    let model = if agent.name == "codex" {
+        "model   \"scripted-model\""
+    } else {
+        ""
+    };
     let text = format!(
         r#"runbook agents_test {{
   import "std/agents"
@@ -100,6 +107,7 @@ fn project(agent: Agent, setup: Setup) -> Test {
     mcp     {mcp_list}
     env     [{key}, {base}]
     timeout 120s
+    {model}
     {extra}
   }}
 
@@ -120,6 +128,7 @@ fn project(agent: Agent, setup: Setup) -> Test {
         exec = setup.exec,
         mcp_list = setup.mcp,
         extra = setup.extra,
+        model = model,
     );
     let t = Test::new()
         .runbook(&text)
@@ -155,7 +164,14 @@ fn run(t: &Test, agent: Agent, server: &ModelServer) -> support::Output {
 
 /// The run branch's version of `path`, if it has one.
 fn on_branch(t: &Test, path: &str) -> Option<String> {
-    let branch = git(t, &["for-each-ref", "--format=%(refname:short)", "refs/heads/runbook/"]);
+    let branch = git(
+        t,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/runbook/",
+        ],
+    );
     let branch = branch.lines().next().expect("a run branch").to_string();
     let out = std::process::Command::new("git")
         .args(["show", &format!("{branch}:{path}")])
@@ -218,10 +234,12 @@ fn allowed_write_lands(agent: Agent) {
         Turn::Text("I added src/new.txt".into()),
     ]);
     let out = run(&t, agent, &server);
-    assert_eq!(out.code, Some(0), "{}", context(&t, &out, &server));
+    let why = context(&t, &out, &server);
+    assert_eq!(out.code, Some(0), "{why}");
     assert_eq!(
         on_branch(&t, "src/new.txt").as_deref(),
-        Some("written by the agent\n")
+        Some("written by the agent\n"),
+        "{why}"
     );
     assert_eq!(
         on_branch(&t, "report.txt").as_deref(),
@@ -257,10 +275,10 @@ fn gemini_allowed_write_lands() {
 
 // ---- (b) a command outside `exec` is refused ----------------------------------------
 
-fn command_outside_exec(agent: Agent) -> (Test, ModelServer) {
+fn command_outside_exec(agent: Agent, command: &str) -> (Test, ModelServer) {
     let t = project(agent, Setup::default());
     let server = ModelServer::start(vec![
-        Turn::Shell("rm -f README.md".into()),
+        Turn::Shell(command.into()),
         Turn::Text("tried to remove README.md".into()),
     ]);
     let out = run(&t, agent, &server);
@@ -277,7 +295,7 @@ fn command_outside_exec(agent: Agent) -> (Test, ModelServer) {
 
 #[test]
 fn claude_refuses_a_command_outside_exec() {
-    let (t, _server) = command_outside_exec(CLAUDE);
+    let (t, _server) = command_outside_exec(CLAUDE, "rm -f README.md");
     let r = report(&t, "edit", 1);
     let denials = r["denials"].to_string();
     assert!(denials.contains("rm -f README.md"), "{r}");
@@ -285,9 +303,10 @@ fn claude_refuses_a_command_outside_exec() {
 
 #[test]
 fn codex_command_outside_exec_is_stopped_by_the_sandbox() {
-    // Codex has no per-command allowlist: the OS sandbox (write only `src/**`) is what
-    // keeps `rm` from removing README.md, and the model is told it failed.
-    let (_t, server) = command_outside_exec(CODEX);
+    // Codex has no per-command allowlist (it refuses only what it deems dangerous,
+    // such as `rm -f`): the OS sandbox (write only `src/**`) is what keeps `mv` from
+    // moving README.md away, and the model is told it failed.
+    let (_t, server) = command_outside_exec(CODEX, "mv README.md gone.md");
     let results = server.tool_results().join("\n");
     assert!(
         results.contains("Read-only file system")
@@ -299,7 +318,7 @@ fn codex_command_outside_exec_is_stopped_by_the_sandbox() {
 
 #[test]
 fn gemini_refuses_a_command_outside_exec() {
-    let (t, server) = command_outside_exec(GEMINI);
+    let (t, server) = command_outside_exec(GEMINI, "rm -f README.md");
     let results = server.tool_results().join("\n");
     assert!(results.contains("denied by policy"), "{results}");
     let r = report(&t, "edit", 1);
@@ -360,15 +379,29 @@ fn offers_only_allowed_mcp(agent: Agent) -> Vec<String> {
 #[test]
 fn claude_offers_only_the_allowed_mcp_server() {
     let tools = offers_only_allowed_mcp(CLAUDE);
-    assert!(tools.iter().any(|t| t == "mcp__fs__read_text_file" || t == "mcp__fs__read_file"), "{tools:?}");
-    assert!(!tools.iter().any(|t| t.starts_with("mcp__other")), "{tools:?}");
+    assert!(
+        tools
+            .iter()
+            .any(|t| t == "mcp__fs__read_text_file" || t == "mcp__fs__read_file"),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.iter().any(|t| t.starts_with("mcp__other")),
+        "{tools:?}"
+    );
 }
 
 #[test]
 fn codex_offers_only_the_allowed_mcp_server() {
     let tools = offers_only_allowed_mcp(CODEX);
-    assert!(tools.iter().any(|t| t.starts_with("mcp__fs__")), "{tools:?}");
-    assert!(!tools.iter().any(|t| t.starts_with("mcp__other")), "{tools:?}");
+    assert!(
+        tools.iter().any(|t| t.starts_with("mcp__fs__")),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.iter().any(|t| t.starts_with("mcp__other")),
+        "{tools:?}"
+    );
 }
 
 #[test]
@@ -393,7 +426,10 @@ fn model_error_fails_the_step(agent: Agent) -> String {
     let out = run(&t, agent, &server);
     assert_eq!(out.code, Some(1), "{}", context(&t, &out, &server));
     let finished = t.last_run().events_named("step_finished");
-    let reason = finished[0]["reason"].as_str().unwrap_or_default().to_string();
+    let reason = finished[0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(finished[0]["ok"], false);
     assert!(reason.contains(agent.name), "{reason}");
     reason
@@ -428,10 +464,7 @@ fn claude_over_budget_fails_the_step() {
     );
     // A million input tokens cost far more than a cent.
     let server = ModelServer::with_usage(
-        vec![
-            Turn::Shell("echo one".into()),
-            Turn::Text("done".into()),
-        ],
+        vec![Turn::Shell("echo one".into()), Turn::Text("done".into())],
         1_000_000,
         100_000,
     );
@@ -443,7 +476,10 @@ fn claude_over_budget_fails_the_step() {
     assert!(finished[0]["agent"]["cost_usd"].as_f64().unwrap_or(0.0) > 0.01);
     // The recorded argv carries the limit.
     let argv = report_argv(&t);
-    assert!(argv.windows(2).any(|w| w[0] == "--max-budget-usd"), "{argv:?}");
+    assert!(
+        argv.windows(2).any(|w| w[0] == "--max-budget-usd"),
+        "{argv:?}"
+    );
 }
 
 #[test]
@@ -472,7 +508,11 @@ fn report_argv(t: &Test) -> Vec<String> {
     let v: Value = serde_json::from_str(&text).unwrap();
     v["argv"]
         .as_array()
-        .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -496,7 +536,9 @@ fn no_secret_recorded(agent: Agent) {
         .any(|r| r.headers.iter().any(|(_, v)| v.contains(KEY)) || r.path.contains(KEY));
     assert!(seen, "the agent never sent its key");
     let files = t.record_files();
-    assert!(files.iter().any(|(p, _)| p.to_string_lossy().contains("agent/")));
+    assert!(files
+        .iter()
+        .any(|(p, _)| p.to_string_lossy().contains("agent/")));
     for (path, bytes) in files {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(KEY), "{} holds the key", path.display());

@@ -59,6 +59,8 @@ pub struct Request<'a> {
     /// The most the attempt may cost (the agent's budget, capped by what is left of the
     /// run's), in US dollars.
     pub budget_usd: Option<f64>,
+    /// Whether the attempt runs in the interpreter's OS sandbox.
+    pub os_sandbox: bool,
 }
 
 /// How to start one attempt.
@@ -336,12 +338,22 @@ fn toml_str(s: &str) -> String {
 
 fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     let perms = &req.agent.permissions;
+    // Codex's own sandbox needs namespaces, which the OS sandbox (seccomp) denies to
+    // whatever runs inside it: there, Codex runs unconfined by itself, and the OS
+    // sandbox holds it to the step's `write` paths (finer than Codex's directory) and
+    // network rules. Without the OS sandbox, Codex's own is the agent layer.
+    let mode = if req.os_sandbox {
+        "danger-full-access"
+    } else {
+        "workspace-write"
+    };
     let mut config = String::new();
     config.push_str("# Written by runbook for one step attempt; CODEX_HOME is this directory.\n");
-    config.push_str("approval_policy = \"never\"\nsandbox_mode = \"workspace-write\"\n");
+    let _ = writeln!(
+        config,
+        "approval_policy = \"never\"\nsandbox_mode = \"{mode}\""
+    );
     config.push_str("check_for_update_on_startup = false\n");
-    // Nothing but the model endpoint: plugin catalogue sync and analytics call home.
-    config.push_str("\n[features]\nplugins = false\n\n[analytics]\nenabled = false\n");
     if let Some(model) = &req.agent.model {
         let _ = writeln!(config, "model = {}", toml_str(&model.value));
     }
@@ -350,6 +362,9 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
     if base.is_some() {
         config.push_str("model_provider = \"runbook\"\n");
     }
+    // Tables from here on (a bare key below a table header belongs to the table).
+    // Nothing but the model endpoint: plugin catalogue sync and analytics call home.
+    config.push_str("\n[features]\nplugins = false\n\n[analytics]\nenabled = false\n");
     config.push_str("\n[sandbox_workspace_write]\n");
     // Codex's own sandbox knows no host list: with one, the OS proxy is what admits
     // only the listed hosts.
@@ -397,7 +412,7 @@ fn codex(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
             "--skip-git-repo-check",
             "--ephemeral",
             "-s",
-            "workspace-write",
+            mode,
         ]
         .map(String::from),
     );
@@ -560,6 +575,162 @@ mod tests {
     fn mcp_keys_are_tool_name_safe() {
         assert_eq!(mcp_key("tools.fs"), "tools_fs");
         assert_eq!(mcp_key("fs-2"), "fs-2");
+    }
+
+    /// The agents of a runbook text, lowered.
+    fn lowered(text: &str) -> crate::ir::Runbook {
+        let mut map = crate::syntax::source::SourceMap::default();
+        let (file, problem) = crate::ir::load::add_bytes(
+            &mut map,
+            Path::new("t.runbook"),
+            "t.runbook".into(),
+            text.as_bytes().to_vec(),
+        );
+        assert!(problem.is_none());
+        let lowered = crate::ir::lower::lower_file(&mut map, file);
+        assert!(
+            lowered.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            lowered.diagnostics
+        );
+        lowered.runbook.expect("a runbook")
+    }
+
+    fn build(
+        runbook: &crate::ir::Runbook,
+        name: &str,
+        env: &[(&str, &str)],
+        os: bool,
+    ) -> Invocation {
+        let agent = runbook.agents.iter().find(|a| a.name == name).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let crate::ir::AgentKind::Command { run } = &agent.kind else {
+            panic!("not a command agent")
+        };
+        invocation(&Request {
+            tool: agent.tool.unwrap(),
+            agent,
+            run,
+            workdir: Path::new("/w"),
+            home: Path::new("/h"),
+            user_home: Some(Path::new("/home/u")),
+            prompt_file: Path::new("/r/prompt.md"),
+            env: &env,
+            mcp: runbook.mcp_servers.iter().collect(),
+            budget_usd: Some(1.5),
+            os_sandbox: os,
+        })
+        .unwrap()
+    }
+
+    const RUNBOOK: &str = r#"runbook t {
+  mcp fs { run "mcp-fs --root 'a b'" env [FS_TOKEN] }
+  agent c { kind claude  write ["src/**"]  exec ["cargo"]  network off  mcp ["fs"]  model "m1"  max_turns 5  budget 2.00 }
+  agent x { kind codex  write ["src/**", "/var/cache/x/**"]  network ["crates.io"]  mcp ["fs"]  model "m2" }
+  agent g { kind gemini  exec ["git"]  mcp ["fs"]  max_turns 7 }
+  phase p { step s by c { prompt "hi" } }
+}
+"#;
+
+    #[test]
+    fn claude_rules_and_flags() {
+        let rb = lowered(RUNBOOK);
+        let inv = build(
+            &rb,
+            "c",
+            &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/")],
+            true,
+        );
+        assert_eq!(inv.argv[0], "claude");
+        let joined = inv.argv.join(" ");
+        for part in [
+            "-p --bare --output-format json --permission-mode dontAsk --strict-mcp-config",
+            "--settings /h/.runbook-claude/settings.json",
+            "--mcp-config /h/.runbook-claude/mcp.json",
+            "--model m1",
+            "--max-turns 5",
+            "--max-budget-usd 1.5000",
+        ] {
+            assert!(joined.contains(part), "{joined}");
+        }
+        let settings: Value = serde_json::from_str(&inv.files[0].1).unwrap();
+        let allow = settings["permissions"]["allow"].to_string();
+        for rule in ["Edit(src/**)", "Bash(cargo)", "Bash(cargo *)", "mcp__fs"] {
+            assert!(allow.contains(rule), "{allow}");
+        }
+        assert!(!allow.contains("\"Bash\""), "{allow}");
+        assert_eq!(
+            settings["permissions"]["deny"],
+            json!(["WebFetch", "WebSearch"])
+        );
+        let mcp: Value = serde_json::from_str(&inv.files[1].1).unwrap();
+        assert_eq!(mcp["mcpServers"]["fs"]["args"], json!(["--root", "a b"]));
+        assert_eq!(mcp["mcpServers"]["fs"]["env"]["FS_TOKEN"], "${FS_TOKEN}");
+        assert_eq!(inv.endpoints, vec!["127.0.0.1:9"]);
+        assert_eq!(inv.programs, vec!["mcp-fs"]);
+    }
+
+    #[test]
+    fn codex_config_is_toml_with_the_provider_at_top_level() {
+        let rb = lowered(RUNBOOK);
+        let env = [
+            ("OPENAI_BASE_URL", "http://gw.example:8080/v1"),
+            ("OPENAI_API_KEY", "sk-never-written"),
+        ];
+        let inv = build(&rb, "x", &env, true);
+        let (path, text) = &inv.files[0];
+        assert_eq!(path, Path::new(".codex/config.toml"));
+        assert!(!text.contains("sk-never-written"));
+        let config: toml::Value = toml::from_str(text).expect("valid TOML");
+        assert_eq!(config["model_provider"].as_str(), Some("runbook"));
+        assert_eq!(config["model"].as_str(), Some("m2"));
+        assert_eq!(config["sandbox_mode"].as_str(), Some("danger-full-access"));
+        let provider = &config["model_providers"]["runbook"];
+        assert_eq!(
+            provider["base_url"].as_str(),
+            Some("http://gw.example:8080/v1")
+        );
+        assert_eq!(provider["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        assert_eq!(config["features"]["plugins"].as_bool(), Some(false));
+        assert_eq!(
+            config["mcp_servers"]["fs"]["env_vars"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        assert!(
+            inv.argv.join(" ").contains("--add-dir /var/cache/x"),
+            "{:?}",
+            inv.argv
+        );
+        assert_eq!(inv.endpoints, vec!["gw.example:8080"]);
+        // Without the OS sandbox, Codex's own is the agent layer.
+        let inv = build(&rb, "x", &env, false);
+        assert!(inv.argv.windows(2).any(|w| w == ["-s", "workspace-write"]));
+    }
+
+    #[test]
+    fn gemini_settings_and_policy() {
+        let rb = lowered(RUNBOOK);
+        let inv = build(&rb, "g", &[], true);
+        let settings: Value = serde_json::from_str(&inv.files[0].1).unwrap();
+        assert_eq!(settings["model"]["maxSessionTurns"], 7);
+        assert_eq!(
+            settings["tools"]["exclude"],
+            json!(["write_file", "replace", "web_fetch", "google_web_search"])
+        );
+        assert_eq!(settings["mcpServers"]["fs"]["env"]["FS_TOKEN"], "$FS_TOKEN");
+        let (path, policy) = &inv.files[1];
+        assert_eq!(path, Path::new(".gemini/policies/runbook.toml"));
+        let policy: toml::Value = toml::from_str(policy).unwrap();
+        let rules = policy["rule"].as_array().unwrap();
+        assert_eq!(rules[0]["decision"].as_str(), Some("deny"));
+        assert_eq!(rules[1]["commandPrefix"].as_str(), Some("git"));
+        assert!(inv.argv.join(" ").contains("--allowed-mcp-server-names fs"));
+        assert_eq!(inv.endpoints, vec!["generativelanguage.googleapis.com:443"]);
     }
 
     #[test]

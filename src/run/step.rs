@@ -1096,6 +1096,7 @@ fn prepare_tool(
         } else {
             None
         },
+        os_sandbox: session.options.sandbox.is_some(),
     };
     let inv = crate::agents::tools::invocation(&req).map_err(|e| e.to_string())?;
     for (rel, text) in &inv.files {
