@@ -15,17 +15,8 @@
 mod support;
 
 use serde_json::Value;
-use std::path::PathBuf;
-use support::model_server::{ModelServer, Turn};
+use support::model_server::{agent_bin_dir, ModelServer, Turn};
 use support::{git, init_repo, Test, RUNBOOK};
-
-/// The directory holding the agents' binaries: `RUNBOOK_AGENT_BIN` or tests/agents.
-fn agent_bin_dir() -> PathBuf {
-    match std::env::var_os("RUNBOOK_AGENT_BIN") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/agents/node_modules/.bin"),
-    }
-}
 
 /// One of the agents under test.
 #[derive(Clone, Copy)]

@@ -10,20 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::model_server::agent_bin_dir;
 use support::model_server::{ModelServer, Turn};
 
 /// How long one agent run may take on a loaded machine before it is killed.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const PROMPT: &str = "Do what the scripted model says.";
-
-/// The directory holding the agents' binaries: `RUNBOOK_AGENT_BIN` or tests/agents.
-fn agent_bin_dir() -> PathBuf {
-    match std::env::var_os("RUNBOOK_AGENT_BIN") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/node_modules/.bin"),
-    }
-}
 
 /// The path of one agent binary; fails the test when it is not installed.
 #[track_caller]

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -973,4 +974,46 @@ fn content_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// The binaries `tests/agents/package.json` pins (and `.ci/run` installs).
+const AGENT_BINARIES: [&str; 4] = ["claude", "codex", "gemini", "mcp-server-filesystem"];
+
+/// The directory holding the real agents' binaries: `RUNBOOK_AGENT_BIN`, or
+/// tests/agents/node_modules/.bin, installed there with `npm ci` (pinned by the
+/// lockfile) the first time a test needs it, so that `cargo test` alone runs every test
+/// on a fresh machine. Panics when they cannot be had: these tests never skip.
+pub fn agent_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUNBOOK_AGENT_BIN") {
+        return PathBuf::from(dir);
+    }
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents");
+    let bin = project.join("node_modules/.bin");
+    let complete = || AGENT_BINARIES.iter().all(|b| bin.join(b).exists());
+    if complete() {
+        return bin;
+    }
+    // One installer at a time, across test threads and test processes.
+    let lock =
+        std::fs::File::create(project.join(".install.lock")).expect("create the install lock");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` drops.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "cannot lock {}", project.display());
+    if !complete() {
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&project)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("the agent tests need npm to install the pinned agents in tests/agents: {e}")
+            });
+        assert!(
+            out.status.success() && complete(),
+            "`npm ci` in {} failed (the agent tests need claude, codex and gemini from the npm registry):\n{}",
+            project.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
 }
