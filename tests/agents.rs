@@ -573,3 +573,60 @@ fn show_sums_usage_per_step_and_run() {
     assert_eq!(v["usage"]["total"]["input_tokens"], 1000);
     assert!(v["usage"]["steps"]["edit"]["cost_usd"].as_f64().unwrap() > 0.0);
 }
+
+// ---- `runbook agents` ----------------------------------------------------------------
+
+#[test]
+fn agents_lists_presets_versions_and_key_names_only() {
+    let bin = agent_bin_dir();
+    // A codex from the future: outside the tested range.
+    let t = Test::new().write("fake/codex", "#!/bin/sh\necho 'codex-cli 0.999.1'\n");
+    let fake = t.path().join("fake");
+    std::fs::set_permissions(
+        fake.join("codex"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}:/usr/bin:/bin", fake.display(), bin.display());
+    let out = t.command_with(
+        &["agents", "--format", "json"],
+        &[
+            ("PATH", path.clone()),
+            ("ANTHROPIC_API_KEY", KEY.to_string()),
+        ],
+    );
+    out.code(0);
+    assert!(!out.stdout.contains(KEY), "a key value was printed");
+    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["preset"] == format!("agents.{name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no agents.{name} in {rows}"))
+    };
+    let claude = row("claude");
+    assert_eq!(claude["version"], "2.1.328");
+    assert!(claude["warning"].is_null(), "{claude}");
+    assert_eq!(claude["keys_set"], serde_json::json!(["ANTHROPIC_API_KEY"]));
+    assert_eq!(row("gemini")["version"], "0.61.0");
+    let codex = row("codex");
+    assert_eq!(codex["version"], "0.999.1");
+    assert!(
+        codex["warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside the tested range"),
+        "{codex}"
+    );
+    let aider = row("aider");
+    assert!(aider["path"].is_null(), "{aider}");
+    // The text form says the same in words.
+    let text = t.command_with(&["agents"], &[("PATH", path)]);
+    text.code(0)
+        .stdout_has("agents.claude")
+        .stdout_has("2.1.328")
+        .stdout_has("warning: version 0.999.1 is outside the tested range 0.169.x")
+        .stdout_has("not installed (`aider` is not on the PATH)");
+}
