@@ -313,7 +313,11 @@ fn gemini_refuses_a_command_outside_exec() {
     let results = server.tool_results().join("\n");
     assert!(results.contains("denied by policy"), "{results}");
     let r = report(&t, "edit", 1);
-    assert!(r["tool_calls"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert_eq!(
+        r["denials"],
+        serde_json::json!(["run_shell_command: rm -f README.md"]),
+        "{r}"
+    );
 }
 
 // ---- (c) a write outside `write` never reaches the run branch -----------------------

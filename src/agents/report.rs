@@ -51,7 +51,9 @@ pub fn parse(
     match tool {
         Tool::Claude => claude(stdout),
         Tool::Codex => codex(stdout, exit_code),
-        Tool::Gemini => gemini(stdout, exit_code).or_else(|| gemini(stderr, exit_code)),
+        Tool::Gemini => gemini_stream(stdout, exit_code)
+            .or_else(|| gemini(stdout, exit_code))
+            .or_else(|| gemini(stderr, exit_code)),
         Tool::Aider => Some(AgentReport {
             ok: exit_code == Some(0),
             reason: None,
@@ -275,6 +277,79 @@ fn codex(stdout: &str, exit_code: Option<i32>) -> Option<AgentReport> {
     Some(r)
 }
 
+/// Gemini's `stream-json` events: `tool_use` (name, parameters), `tool_result` (a
+/// `policy_violation` error is a denial), assistant `message` deltas, and a final
+/// `result` with its status and stats. `None` without a `result` event: Gemini then
+/// died before it, and printed its error object (on stderr) instead.
+fn gemini_stream(stdout: &str, exit_code: Option<i32>) -> Option<AgentReport> {
+    let mut r = AgentReport::default();
+    let mut calls: std::collections::HashMap<String, String> = Default::default();
+    let mut message = String::new();
+    let mut result = None;
+    let mut errors = Vec::new();
+    for line in stdout.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line.trim()) else {
+            continue;
+        };
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "tool_use" => {
+                message.clear();
+                let name = v.get("tool_name").and_then(Value::as_str).unwrap_or("?");
+                let params = v.get("parameters").cloned().unwrap_or(Value::Null);
+                let what = params
+                    .get("command")
+                    .or_else(|| params.get("file_path"))
+                    .or_else(|| params.get("url"))
+                    .and_then(Value::as_str)
+                    .map_or_else(|| params.to_string(), str::to_string);
+                if let Some(id) = v.get("tool_id").and_then(Value::as_str) {
+                    calls.insert(id.to_string(), format!("{name}: {what}"));
+                }
+            }
+            "tool_result" => {
+                message.clear();
+                let kind = v.pointer("/error/type").and_then(Value::as_str);
+                if kind == Some("policy_violation") {
+                    let id = v.get("tool_id").and_then(Value::as_str).unwrap_or("");
+                    r.denials
+                        .push(calls.get(id).cloned().unwrap_or_else(|| id.to_string()));
+                }
+            }
+            "message" if v.get("role").and_then(Value::as_str) == Some("assistant") => {
+                message.push_str(v.get("content").and_then(Value::as_str).unwrap_or(""));
+            }
+            "error" => {
+                if let Some(m) = v.get("message").and_then(Value::as_str) {
+                    errors.push(m.to_string());
+                }
+            }
+            "result" => result = Some(v),
+            _ => {}
+        }
+    }
+    let result = result?;
+    let status = result.get("status").and_then(Value::as_str).unwrap_or("");
+    r.ok = status == "success" && exit_code == Some(0);
+    if !r.ok {
+        let what = result
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(|m| innermost_message(m).unwrap_or_else(|| m.to_string()))
+            .or_else(|| errors.last().cloned());
+        r.reason = Some(match (exit_code, what) {
+            (Some(53), _) => "gemini stopped at its turn limit (`max_turns`)".to_string(),
+            (_, Some(m)) => format!("gemini: {m}"),
+            (c, None) => format!("gemini ended with status `{status}` (exit {c:?})"),
+        });
+    }
+    let stats = result.get("stats").cloned().unwrap_or(Value::Null);
+    r.input_tokens = u64_at(&stats, &["input_tokens"]);
+    r.output_tokens = u64_at(&stats, &["output_tokens"]);
+    r.tool_calls = u64_at(&stats, &["tool_calls"]).or(Some(calls.len() as u64));
+    r.message = message;
+    Some(r)
+}
+
 fn gemini(stdout: &str, exit_code: Option<i32>) -> Option<AgentReport> {
     let v = last_object(stdout, |v| {
         v.get("response").is_some() || v.get("error").is_some() || v.get("stats").is_some()
@@ -387,6 +462,28 @@ mod tests {
         let r = parse(Tool::Codex, failed, "", Some(1)).unwrap();
         assert!(!r.ok);
         assert_eq!(r.reason.as_deref(), Some("codex: stream disconnected"));
+    }
+
+    #[test]
+    fn gemini_stream_events() {
+        let out = [
+            r#"{"type":"init","session_id":"s","model":"auto"}"#,
+            r#"{"type":"message","role":"user","content":"do it"}"#,
+            r#"{"type":"tool_use","tool_name":"run_shell_command","tool_id":"t1","parameters":{"command":"rm -f README.md"}}"#,
+            r#"{"type":"tool_result","tool_id":"t1","status":"error","output":"Tool execution denied by policy.","error":{"type":"policy_violation","message":"Tool execution denied by policy."}}"#,
+            r#"{"type":"message","role":"assistant","content":"tried to ","delta":true}"#,
+            r#"{"type":"message","role":"assistant","content":"remove it","delta":true}"#,
+            r#"{"type":"result","status":"success","stats":{"input_tokens":3000,"output_tokens":300,"tool_calls":1}}"#,
+        ]
+        .join("\n");
+        let r = parse(Tool::Gemini, &out, "", Some(0)).unwrap();
+        assert!(r.ok);
+        assert_eq!(r.message, "tried to remove it");
+        assert_eq!(r.denials, vec!["run_shell_command: rm -f README.md"]);
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.tool_calls),
+            (Some(3000), Some(300), Some(1))
+        );
     }
 
     #[test]

@@ -499,7 +499,7 @@ fn gemini(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
             .push((PathBuf::from(".gemini/policies/runbook.toml"), policy));
     }
     inv.argv
-        .extend(["--output-format", "json", "--approval-mode", "yolo"].map(String::from));
+        .extend(["--output-format", "stream-json", "--approval-mode", "yolo"].map(String::from));
     if let Some(model) = &req.agent.model {
         inv.argv.extend(["-m".into(), model.value.clone()]);
     }
