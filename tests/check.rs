@@ -335,3 +335,18 @@ fn policy_file_that_is_not_a_policy() {
     assert_eq!(codes(&out.stdout), ["E0511"]);
     insta::assert_snapshot!(out.stdout);
 }
+
+#[test]
+fn a_prompt_file_that_is_not_a_regular_file_is_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.runbook"),
+        "runbook t {\n  agent a { run \"cat\" }\n  phase p {\n    step s by a { prompt file(\"/dev/zero\") }\n  }\n}\n",
+    )
+    .unwrap();
+    let out = Check::new().cwd(dir.path()).arg("t.runbook").run();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("not a regular file"), "{all}");
+    assert!(all.contains("t.runbook:4"), "{all}");
+}

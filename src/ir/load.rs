@@ -33,11 +33,36 @@ pub fn read(
     if let Some(id) = map.find(path) {
         return Ok((id, None));
     }
-    let bytes = std::fs::read(path).map_err(|error| ReadError {
+    let bytes = read_source(path).map_err(|error| ReadError {
         path: name.clone(),
         error,
     })?;
     Ok(add_bytes(map, path, name, bytes))
+}
+
+/// The most a source file (runbook, module, prompt file) may hold.
+pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
+
+/// Reads a source file: a regular file (a `prompt file("/dev/zero")` or a FIFO would
+/// never end) of at most [`MAX_SOURCE_BYTES`].
+fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (runbooks, modules and prompt files must be files)",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_SOURCE_BYTES) as usize);
+    file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, the most a source file may hold",
+            MAX_SOURCE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Adds bytes as a file, validating UTF-8 and emptiness.
