@@ -766,30 +766,28 @@ impl<'m> Lowerer<'m> {
             },
             // An unknown `kind` is reported already; "no `run`" would only add noise.
             (None, None) if kind_unknown => AgentKind::Command { run: String::new() },
-            (None, None) if declared_kind.is_some() => {
-                let d = self.error(
-                    "E0510",
-                    loc(file, decl.name.span),
-                    format!(
-                        "agent `{}` is of kind `command` but has no `run` command line",
-                        decl.name.name
-                    ),
-                );
-                d.label = "nothing to run".into();
-                d.help = Some("`kind command` runs a program of its own: add `run \"PROGRAM ARGS\"`, or write `kind claude` (or codex, gemini, aider) to run that tool".into());
-                AgentKind::Command { run: String::new() }
-            }
             (None, None) => {
+                // A declared `kind command` and no kind at all lack the same thing.
+                let (message, label, help) = if declared_kind.is_some() {
+                    (
+                        "is of kind `command` but has no `run` command line",
+                        "nothing to run",
+                        "`kind command` runs a program of its own: add `run \"PROGRAM ARGS\"`, or write `kind claude` (or codex, gemini, aider) to run that tool",
+                    )
+                } else {
+                    (
+                        "has no `run` command line and uses no other agent",
+                        "does nothing",
+                        "add `run \"PROGRAM ARGS\"` (the prompt arrives on stdin), or `uses shell`, or `uses agents.claude` after `import \"std/agents\"`",
+                    )
+                };
                 let d = self.error(
                     "E0510",
                     loc(file, decl.name.span),
-                    format!(
-                        "agent `{}` has no `run` command line and uses no other agent",
-                        decl.name.name
-                    ),
+                    format!("agent `{}` {message}", decl.name.name),
                 );
-                d.label = "does nothing".into();
-                d.help = Some("add `run \"PROGRAM ARGS\"` (the prompt arrives on stdin), or `uses shell`, or `uses agents.claude` after `import \"std/agents\"`".into());
+                d.label = label.into();
+                d.help = Some(help.into());
                 AgentKind::Command { run: String::new() }
             }
         };

@@ -63,15 +63,20 @@ pub fn effective_network(agent: &Agent, endpoints: &[String]) -> Network {
     }
 }
 
-/// What the sandbox must let a process read to start `program` (a name on the PATH, or
-/// a path against `workdir`): nothing when it is not found.
-pub fn program_paths(session: &Session, workdir: &Path, program: &str) -> Vec<PathBuf> {
-    let path_dirs: Vec<PathBuf> = var(session, "PATH")
+/// The absolute directories of the interpreter's PATH.
+fn path_dirs(session: &Session) -> Vec<PathBuf> {
+    var(session, "PATH")
         .unwrap_or_default()
         .split(':')
         .filter(|d| d.starts_with('/'))
         .map(PathBuf::from)
-        .collect();
+        .collect()
+}
+
+/// What the sandbox must let a process read to start `program` (a name on the PATH, or
+/// a path against `workdir`): nothing when it is not found.
+pub fn program_paths(session: &Session, workdir: &Path, program: &str) -> Vec<PathBuf> {
+    let path_dirs = path_dirs(session);
     locate(program, workdir, &path_dirs)
         .map(|p| program_reads(&p))
         .unwrap_or_default()
@@ -88,12 +93,7 @@ fn policy(
     endpoints: &[String],
 ) -> Policy {
     let home = var(session, "HOME").map(PathBuf::from);
-    let path_dirs: Vec<PathBuf> = var(session, "PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| d.starts_with('/'))
-        .map(PathBuf::from)
-        .collect();
+    let path_dirs = path_dirs(session);
     let perms = &agent.permissions;
 
     let mut read: Vec<PathBuf> = perms
