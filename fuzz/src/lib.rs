@@ -176,7 +176,7 @@ pub fn journal(data: &[u8], dir: &Path) {
     // opening starts the writer thread).
     match before {
         Ok(before) => {
-            let journal = Journal::open_append(&path).expect("an existing journal opens");
+            let journal = Journal::open_append::<Value>(&path).expect("an existing journal opens");
             let last_seq = journal.last_seq();
             journal.close().expect("the journal closes");
             let after = read_events::<Value>(&path)

@@ -161,8 +161,8 @@ fn approve(args: Args) -> Result<(), String> {
     } else {
         Decision::Approve
     };
-    let journal =
-        Journal::open_append(dir.events()).map_err(|e| format!("cannot open the journal: {e}"))?;
+    let journal = Journal::open_append::<Event>(dir.events())
+        .map_err(|e| format!("cannot open the journal: {e}"))?;
     let seq = journal
         .append(&Event::CheckpointDecided {
             time: now(),

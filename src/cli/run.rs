@@ -719,7 +719,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         }
     };
     let redactor = redactor_for(&secrets);
-    let journal = match Journal::open_append(dir.events()) {
+    let journal = match Journal::open_append::<Event>(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
         Err(e) => {
             eprintln!("error: cannot open {}: {e}", dir.events().display());
@@ -1166,7 +1166,7 @@ pub fn rollback(args: RollbackArgs) -> i32 {
         }
     };
     let redactor = redactor_for(&secrets);
-    let journal = match Journal::open_append(dir.events()) {
+    let journal = match Journal::open_append::<Event>(dir.events()) {
         Ok(j) => j.with_redactor((*redactor).clone()),
         Err(e) => {
             eprintln!("error: {e}");

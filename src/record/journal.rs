@@ -188,12 +188,12 @@ impl Journal {
     /// A final line without its newline, or a complete final line that is not
     /// JSON, is what a crash mid-write leaves behind; `read_events` ignores it,
     /// so it must go before new lines would turn it into a corrupt middle line.
-    pub fn open_append(path: impl AsRef<Path>) -> io::Result<Journal> {
+    pub fn open_append<E: DeserializeOwned>(path: impl AsRef<Path>) -> io::Result<Journal> {
         let path = path.as_ref();
         let mut file = OpenOptions::new().read(true).append(true).open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let keep = intact_len(&data);
+        let keep = intact_len::<E>(&data);
         if keep < data.len() {
             let keep_u64 = u64::try_from(keep).map_err(io::Error::other)?;
             file.set_len(keep_u64)?;
@@ -597,18 +597,19 @@ fn crash_site_in(batch: &[u8]) -> Option<(u64, String)> {
 
 /// Length of the prefix of `data` made of intact lines: drops a final line
 /// with no newline, or a complete final line that is not JSON.
-fn intact_len(data: &[u8]) -> usize {
+fn intact_len<E: DeserializeOwned>(data: &[u8]) -> usize {
     let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if end == 0 {
         return 0;
     }
     let body = &data[..end - 1];
     let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    // Parsed into a `Value`, not skipped with `IgnoredAny`: skipping does not check
-    // strings (invalid UTF-8, lone surrogate escapes) or number ranges, so a line that
-    // `read_events` ignores as torn was kept here and, once a new line followed it,
-    // turned the journal corrupt (found by fuzz/fuzz_targets/journal.rs).
-    if serde_json::from_slice::<serde_json::Value>(&body[start..]).is_err() {
+    // Parsed as the events `read_events` reads, not skipped with `IgnoredAny` nor
+    // parsed into a `Value`: a line that `read_events` ignores as torn (invalid
+    // strings or numbers, found by fuzz/fuzz_targets/journal.rs; valid JSON that is no
+    // event, as an event type of a newer version) must not be kept here, where the
+    // next line appended after it would turn the journal corrupt.
+    if serde_json::from_slice::<E>(&body[start..]).is_err() {
         return start;
     }
     end
@@ -832,7 +833,7 @@ mod tests {
         assert_eq!(got.events, vec![ev("a", 1), ev("b", 2)]);
         assert!(got.torn_tail);
 
-        let j = Journal::open_append(&path).unwrap();
+        let j = Journal::open_append::<Ev>(&path).unwrap();
         // Numbering continues from the intact lines.
         assert_eq!(j.append(&ev("c", 3)).unwrap(), 3);
         j.close().unwrap();
@@ -850,12 +851,31 @@ mod tests {
         assert_eq!(got.events, vec![ev("a", 1)]);
         assert!(got.torn_tail);
 
-        let j = Journal::open_append(&path).unwrap();
+        let j = Journal::open_append::<Ev>(&path).unwrap();
         assert_eq!(j.append(&ev("b", 2)).unwrap(), 2);
         j.close().unwrap();
         let got = read_events::<Ev>(&path).unwrap();
         assert_eq!(got.events, vec![ev("a", 1), ev("b", 2)]);
         assert!(!got.torn_tail);
+    }
+
+    #[test]
+    fn a_final_line_of_json_that_is_no_event_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        fs::write(
+            &path,
+            b"{\"kind\":\"a\",\"n\":1}\n{\"from\":\"the future\"}\n",
+        )
+        .unwrap();
+        let got = read_events::<Ev>(&path).unwrap();
+        assert_eq!(got.events, vec![ev("a", 1)]);
+        assert!(got.torn_tail);
+        let j = Journal::open_append::<Ev>(&path).unwrap();
+        assert_eq!(j.append(&ev("b", 2)).unwrap(), 2);
+        j.close().unwrap();
+        let got = read_events::<Ev>(&path).expect("still readable after the append");
+        assert_eq!(got.events, vec![ev("a", 1), ev("b", 2)]);
     }
 
     #[test]
@@ -892,7 +912,7 @@ mod tests {
         Journal::create(&path).unwrap().close().unwrap();
         let got = read_events::<Ev>(&path).unwrap();
         assert!(got.events.is_empty() && !got.torn_tail);
-        assert!(Journal::open_append(dir.path().join("missing")).is_err());
+        assert!(Journal::open_append::<Ev>(dir.path().join("missing")).is_err());
     }
 
     #[test]
