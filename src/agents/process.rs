@@ -47,6 +47,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// small enough that memory per stream stays trivial.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Size of a stream's first read buffer, before it proves to be chatty.
+const FIRST_READ: usize = 4 * 1024;
+
 /// Longest line echoed in one piece; a longer "line" (binary output, a
 /// minified blob) is echoed in pieces so the echo buffer stays bounded.
 const ECHO_LINE_MAX: usize = 8 * 1024;
@@ -778,15 +781,25 @@ async fn drain<R: AsyncRead + Unpin>(
     mut sink: StreamSink,
     mut stop: watch::Receiver<bool>,
 ) -> Drained {
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Filled through `read_buf`, which writes into spare capacity (no memset), starting
+    // small: most streams of most steps carry a few lines or nothing at all. A read that
+    // fills the buffer grows it to READ_CHUNK, so a chatty stream is still read in large
+    // pieces.
+    let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
     loop {
+        buf.clear();
         let read = tokio::select! {
-            read = pipe.read(&mut buf) => read,
+            read = pipe.read_buf(&mut buf) => read,
             () = wait_true(&mut stop) => break,
         };
         match read {
             Ok(0) => break,
-            Ok(n) => sink.accept(&buf[..n]).await,
+            Ok(n) => {
+                sink.accept(&buf[..n]).await;
+                if n == buf.capacity() && n < READ_CHUNK {
+                    buf = Vec::with_capacity(READ_CHUNK);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 sink.fail(e);

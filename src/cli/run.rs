@@ -963,8 +963,13 @@ fn drive(
         spent_usd: std::sync::Mutex::new(state.spent_usd),
         views,
     });
+    // One worker thread: a step's turnover (its process exits, the next one starts) is a
+    // chain of small tasks, and handing them between workers costs more in wake-ups than
+    // a second worker gains; git work, file writes and prompts run on blocking threads
+    // anyway. The scheduler runs as a task on that worker, not on this thread, for the
+    // same reason.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -974,13 +979,26 @@ fn drive(
             return EXIT_USAGE;
         }
     };
-    let result = runtime.block_on(async {
-        let outcome = run::scheduler::drive(session.clone(), &mut state).await;
-        // Every event must be on disk before the process reports anything.
-        let last = session.journal.last_seq();
-        let synced = session.journal.durable(last).await;
-        (outcome, synced)
+    let driving = session.clone();
+    let result = runtime.block_on(async move {
+        let task = tokio::spawn(async move {
+            let outcome = run::scheduler::drive(driving.clone(), &mut state).await;
+            // Every event must be on disk before the process reports anything.
+            let last = driving.journal.last_seq();
+            let synced = driving.journal.durable(last).await;
+            (outcome, synced)
+        });
+        task.await
     });
+    let result = match result {
+        Ok(r) => r,
+        // A panic in the scheduler stays a panic, as when it ran on this thread.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            eprintln!("error: the run was stopped: {e}");
+            return EXIT_FAILED;
+        }
+    };
     session.progress.finish();
     let id = session.dir.id().to_string();
     let (outcome, synced) = result;

@@ -45,12 +45,14 @@ use super::run_dir::sync_dir;
 /// has the variable set does not crash again unless it crosses `N` itself.
 pub const CRASH_AFTER_EVENTS_ENV: &str = "RUNBOOK_CRASH_AFTER_EVENTS";
 
-/// The shortest time between two commits. On ext4 an fsync also commits the metadata
-/// of every file created since the last one (each step creates several records), so
+/// The shortest time between two commits that nobody waits for. On ext4 an fsync also
+/// commits the metadata of every file created since the last one (each step creates
+/// several records), and on a virtual disk each one is a round trip to the host, so
 /// committing back to back costs more than the steps themselves; letting events gather
-/// for a moment turns a commit per step into a commit per group. Waiters pay at most
-/// this much extra latency, and nothing on a step's path waits (see `run::scheduler`).
-pub const MIN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+/// turns a commit per step into a commit per group. Nothing on a step's path waits for
+/// these commits (see `run::scheduler`). A caller that does wait (`durable`,
+/// `wait_durable_blocking`, `close`) cuts the pause short: its commit starts at once.
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Errors from writing or reading a journal.
 #[derive(Debug, thiserror::Error)]
@@ -147,9 +149,14 @@ struct State {
     failed: Option<Arc<io::Error>>,
     /// Set by `close`/`Drop`: the writer drains what is queued and exits.
     closing: bool,
-    /// The writer is parked on `work`; saves a wake-up syscall per append
-    /// while it is busy syncing (which, under load, is most of the time).
+    /// The writer is parked on `work` with nothing to do; saves a wake-up syscall per
+    /// append while it is busy syncing (which, under load, is most of the time).
     writer_idle: bool,
+    /// The writer has lines to commit and sleeps out the rest of `COMMIT_INTERVAL` on
+    /// `work`: appends let it sleep, a waiter wakes it.
+    writer_pacing: bool,
+    /// Someone waits for a line that is not durable: commit without pausing.
+    urgent: bool,
     /// Something queued since the last commit needs committing: an `append`, or a
     /// waiter on a deferred event. Deferred events alone never cause a commit; they
     /// ride along with the next one someone needs.
@@ -212,6 +219,16 @@ impl Journal {
 
     /// Spawns the writer thread over an open file that already holds `lines` lines.
     fn start(file: File, path: PathBuf, lines: u64) -> io::Result<Journal> {
+        Journal::start_with(file, path, lines, COMMIT_INTERVAL)
+    }
+
+    /// `start` with another pause between unwaited commits (tests use a long one).
+    fn start_with(
+        file: File,
+        path: PathBuf,
+        lines: u64,
+        interval: std::time::Duration,
+    ) -> io::Result<Journal> {
         let crash_after = std::env::var(CRASH_AFTER_EVENTS_ENV)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -228,6 +245,8 @@ impl Journal {
                 failed: None,
                 closing: false,
                 writer_idle: false,
+                writer_pacing: false,
+                urgent: false,
                 wanted: false,
             }),
             work: Condvar::new(),
@@ -240,7 +259,7 @@ impl Journal {
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("runbook-journal".to_owned())
-            .spawn(move || writer_loop(&writer_shared, file, lines, crash_after))?;
+            .spawn(move || writer_loop(&writer_shared, file, lines, crash_after, interval))?;
         Ok(Journal {
             shared,
             writer: Some(writer),
@@ -406,8 +425,10 @@ impl Journal {
         let mut st = lock(&self.shared.state);
         if st.durable < seq {
             st.wanted = true;
+            st.urgent = true;
         }
-        let wake = st.durable < seq && st.writer_idle && !st.pending.is_empty();
+        let wake =
+            st.durable < seq && (st.writer_idle || st.writer_pacing) && !st.pending.is_empty();
         drop(st);
         if wake {
             self.shared.work.notify_one();
@@ -487,7 +508,13 @@ impl Drop for ExitGuard<'_> {
 }
 
 /// The writer thread: take everything queued, write it once, sync once, publish.
-fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: Option<u64>) {
+fn writer_loop(
+    shared: &Shared,
+    mut file: File,
+    mut durable: u64,
+    crash_after: Option<u64>,
+    interval: std::time::Duration,
+) {
     let mut guard = ExitGuard {
         shared,
         clean: false,
@@ -496,18 +523,29 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
     let mut batch: Vec<u8> = Vec::new();
     let mut last_commit: Option<std::time::Instant> = None;
     loop {
-        if let Some(at) = last_commit {
-            let since = at.elapsed();
-            if since < MIN_COMMIT_INTERVAL && !lock(&shared.state).closing {
-                std::thread::sleep(MIN_COMMIT_INTERVAL - since);
-            }
-        }
         let batch_last = {
             let mut st = lock(&shared.state);
-            while (st.pending.is_empty() || !st.wanted) && !st.closing {
-                st.writer_idle = true;
-                st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
-                st.writer_idle = false;
+            loop {
+                if st.closing {
+                    break;
+                }
+                if st.pending.is_empty() || !st.wanted {
+                    st.writer_idle = true;
+                    st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                    st.writer_idle = false;
+                    continue;
+                }
+                let since = last_commit.map_or(interval, |at| at.elapsed());
+                if st.urgent || since >= interval {
+                    break;
+                }
+                st.writer_pacing = true;
+                st = shared
+                    .work
+                    .wait_timeout(st, interval - since)
+                    .map(|(st, _)| st)
+                    .unwrap_or_else(|e| e.into_inner().0);
+                st.writer_pacing = false;
             }
             if st.pending.is_empty() {
                 // Closing, and everything queued is already durable.
@@ -515,6 +553,7 @@ fn writer_loop(shared: &Shared, mut file: File, mut durable: u64, crash_after: O
             }
             std::mem::swap(&mut batch, &mut st.pending);
             st.wanted = false;
+            st.urgent = false;
             st.last_seq
         };
         #[cfg(test)]
@@ -683,6 +722,73 @@ mod deferred_tests {
     }
 
     #[test]
+    fn unwaited_lines_gather_and_a_waiter_cuts_the_pause_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        // A pause far longer than the test: any commit inside it was asked for.
+        let pause = std::time::Duration::from_secs(600);
+        let journal = Journal::start_with(file, path.clone(), 0, pause).unwrap();
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        let syncs = journal.sync_count();
+        journal.append(&serde_json::json!({"n": 2})).unwrap();
+        let third = journal.append(&serde_json::json!({"n": 3})).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(
+            journal.sync_count(),
+            syncs,
+            "appends alone wait for the pause"
+        );
+        assert_eq!(journal.durable_seq(), first);
+        let started = std::time::Instant::now();
+        journal.wait_durable_blocking(third).unwrap();
+        assert!(
+            started.elapsed() < pause / 2,
+            "the waiter did not wait the pause out"
+        );
+        assert_eq!(journal.sync_count(), syncs + 1, "one commit for both lines");
+        journal.close().unwrap();
+        assert_eq!(
+            read_events::<serde_json::Value>(&path)
+                .unwrap()
+                .events
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn closing_does_not_wait_out_the_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let pause = std::time::Duration::from_secs(600);
+        let journal = Journal::start_with(file, path.clone(), 0, pause).unwrap();
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        journal.append(&serde_json::json!({"n": 2})).unwrap();
+        let started = std::time::Instant::now();
+        journal.close().unwrap();
+        assert!(started.elapsed() < pause / 2);
+        assert_eq!(
+            read_events::<serde_json::Value>(&path)
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn a_deferred_line_alone_is_not_committed_until_someone_needs_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
@@ -694,7 +800,7 @@ mod deferred_tests {
             .append_deferred(&serde_json::json!({"n": 2}))
             .unwrap();
         // Longer than the commit interval the writer sleeps after a commit.
-        std::thread::sleep(MIN_COMMIT_INTERVAL * 5);
+        std::thread::sleep(COMMIT_INTERVAL * 5);
         assert_eq!(journal.sync_count(), syncs, "no commit for a deferred line");
         journal.wait_durable_blocking(deferred).unwrap();
         assert_eq!(journal.sync_count(), syncs + 1);
