@@ -721,18 +721,25 @@ mod deferred_tests {
         assert_eq!(journal.sync_count(), syncs + 1, "one fsync for both lines");
     }
 
-    #[test]
-    fn unwaited_lines_gather_and_a_waiter_cuts_the_pause_short() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A pause far longer than any test: a commit inside it was asked for.
+    const PAUSE: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// A new journal in `dir` whose writer pauses [`PAUSE`] between unwaited commits.
+    fn paced_journal(dir: &tempfile::TempDir) -> (Journal, PathBuf) {
         let path = dir.path().join("events.jsonl");
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
             .open(&path)
             .unwrap();
-        // A pause far longer than the test: any commit inside it was asked for.
-        let pause = std::time::Duration::from_secs(600);
-        let journal = Journal::start_with(file, path.clone(), 0, pause).unwrap();
+        let journal = Journal::start_with(file, path.clone(), 0, PAUSE).unwrap();
+        (journal, path)
+    }
+
+    #[test]
+    fn unwaited_lines_gather_and_a_waiter_cuts_the_pause_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, path) = paced_journal(&dir);
         let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
         journal.wait_durable_blocking(first).unwrap();
         let syncs = journal.sync_count();
@@ -748,7 +755,7 @@ mod deferred_tests {
         let started = std::time::Instant::now();
         journal.wait_durable_blocking(third).unwrap();
         assert!(
-            started.elapsed() < pause / 2,
+            started.elapsed() < PAUSE / 2,
             "the waiter did not wait the pause out"
         );
         assert_eq!(journal.sync_count(), syncs + 1, "one commit for both lines");
@@ -765,20 +772,13 @@ mod deferred_tests {
     #[test]
     fn closing_does_not_wait_out_the_pause() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        let pause = std::time::Duration::from_secs(600);
-        let journal = Journal::start_with(file, path.clone(), 0, pause).unwrap();
+        let (journal, path) = paced_journal(&dir);
         let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
         journal.wait_durable_blocking(first).unwrap();
         journal.append(&serde_json::json!({"n": 2})).unwrap();
         let started = std::time::Instant::now();
         journal.close().unwrap();
-        assert!(started.elapsed() < pause / 2);
+        assert!(started.elapsed() < PAUSE / 2);
         assert_eq!(
             read_events::<serde_json::Value>(&path)
                 .unwrap()
