@@ -545,6 +545,27 @@ fn guard_reports_writes_to_the_common_git_dir() {
     assert_eq!(found[0].reason, "created under .git/hooks");
 }
 
+#[test]
+fn open_drops_a_step_worktree_a_crash_left_half_made() {
+    let f = fixture(&[("a", "a\n")]);
+    let ws = workspace(&f);
+    let branch = ws.branch().to_string();
+    let base = ws.base();
+    ws.step_tree("d", base).unwrap();
+    drop(ws);
+    // A SIGKILL while libgit2 wrote the admin entry: `commondir` cut short, no `gitdir`.
+    let admin = f.root.join(".git/worktrees/runbook-RUN1--d");
+    fs::remove_file(admin.join("gitdir")).unwrap();
+    fs::write(admin.join("commondir"), "../").unwrap();
+
+    let ws = Workspace::open(&f.root, &f.run_dir, &branch, base).unwrap();
+    assert!(!admin.exists(), "the half-made entry is gone");
+    // A parallel step recreating it is then not mistaken for an agent's write.
+    let before = ws.guard().unwrap();
+    ws.step_tree("d", base).unwrap();
+    assert!(ws.guard_violations(&before).unwrap().is_empty());
+}
+
 // ---------------------------------------------------------------- commit_step
 
 #[test]
