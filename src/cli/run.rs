@@ -999,6 +999,8 @@ fn drive(
             return EXIT_FAILED;
         }
     };
+    // The final commit above wrote the last results: report any that failed.
+    run::scheduler::warn_record_failures(&session);
     session.progress.finish();
     let id = session.dir.id().to_string();
     let (outcome, synced) = result;

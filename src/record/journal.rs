@@ -141,10 +141,16 @@ struct Shared {
 struct State {
     /// Serialized lines queued since the writer last took a batch.
     pending: Vec<u8>,
+    /// Record files to write before the lines queued with them (see `append_after_record`).
+    records: Vec<(PathBuf, Vec<u8>)>,
+    /// Record files the writer could not write, as messages for the terminal.
+    record_failures: Vec<String>,
     /// Sequence number of the last line appended (queued or written).
     last_seq: u64,
     /// Highest sequence number known to be on disk.
     durable: u64,
+    /// Highest sequence number the writer has taken into a batch (written or being written).
+    taken: u64,
     /// The writer's first I/O error; once set the journal is dead.
     failed: Option<Arc<io::Error>>,
     /// Set by `close`/`Drop`: the writer drains what is queued and exits.
@@ -240,8 +246,11 @@ impl Journal {
             path,
             state: Mutex::new(State {
                 pending: Vec::new(),
+                records: Vec::new(),
+                record_failures: Vec::new(),
                 last_seq: lines,
                 durable: lines,
+                taken: lines,
                 failed: None,
                 closing: false,
                 writer_idle: false,
@@ -287,16 +296,44 @@ impl Journal {
         self.queue(event, false)
     }
 
+    /// Queues an event together with a record file (`path`, `bytes`) that the writer
+    /// thread writes before the event's line: the line is never on disk without its
+    /// file, and the caller does not wait for the file's creation. A file that cannot be
+    /// written does not hold the line back; its error comes from `take_record_failures`.
+    pub fn append_after_record<E: Serialize + ?Sized>(
+        &self,
+        event: &E,
+        path: PathBuf,
+        bytes: Vec<u8>,
+    ) -> Result<u64, JournalError> {
+        self.queue_with(event, true, Some((path, bytes)))
+    }
+
+    /// The record files the writer failed to write since the last call, as messages.
+    pub fn take_record_failures(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.shared.state).record_failures)
+    }
+
     fn queue<E: Serialize + ?Sized>(
         &self,
         event: &E,
         wake_writer: bool,
+    ) -> Result<u64, JournalError> {
+        self.queue_with(event, wake_writer, None)
+    }
+
+    fn queue_with<E: Serialize + ?Sized>(
+        &self,
+        event: &E,
+        wake_writer: bool,
+        record: Option<(PathBuf, Vec<u8>)>,
     ) -> Result<u64, JournalError> {
         let line = self.encode(event)?;
         let mut st = lock(&self.shared.state);
         if let Some(err) = &st.failed {
             return Err(self.write_error(err));
         }
+        st.records.extend(record);
         st.pending.extend_from_slice(&line);
         st.last_seq += 1;
         let seq = st.last_seq;
@@ -423,12 +460,14 @@ impl Journal {
     /// Wakes an idle writer that holds deferred lines someone now waits for.
     fn flush_deferred(&self, seq: u64) {
         let mut st = lock(&self.shared.state);
-        if st.durable < seq {
+        // A line in the batch being written needs nothing more: that commit is under
+        // way. Marking it urgent would make the next, unrelated commit skip its pause.
+        let queued = st.taken < seq;
+        if queued {
             st.wanted = true;
             st.urgent = true;
         }
-        let wake =
-            st.durable < seq && (st.writer_idle || st.writer_pacing) && !st.pending.is_empty();
+        let wake = queued && (st.writer_idle || st.writer_pacing) && !st.pending.is_empty();
         drop(st);
         if wake {
             self.shared.work.notify_one();
@@ -521,6 +560,7 @@ fn writer_loop(
     };
     // Double buffering: appenders fill `pending` while this one is written.
     let mut batch: Vec<u8> = Vec::new();
+    let mut records: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut last_commit: Option<std::time::Instant> = None;
     loop {
         let batch_last = {
@@ -552,12 +592,27 @@ fn writer_loop(
                 break;
             }
             std::mem::swap(&mut batch, &mut st.pending);
+            std::mem::swap(&mut records, &mut st.records);
             st.wanted = false;
             st.urgent = false;
+            st.taken = st.last_seq;
             st.last_seq
         };
         #[cfg(test)]
         drop(lock(&shared.hold));
+
+        // Each record file before the line that refers to it.
+        let failures: Vec<String> = records
+            .drain(..)
+            .filter_map(|(path, bytes)| {
+                super::run_dir::write_record(&path, &bytes)
+                    .err()
+                    .map(|e| format!("cannot write {}: {e}", path.display()))
+            })
+            .collect();
+        if !failures.is_empty() {
+            lock(&shared.state).record_failures.extend(failures);
+        }
 
         // The crash hooks cut the batch right after the line they crash at, so a crash
         // test sees exactly the lines up to it on disk.
@@ -767,6 +822,54 @@ mod deferred_tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn a_record_is_written_by_the_commit_of_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, path) = paced_journal(&dir);
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        let record = dir.path().join("result.json");
+        let seq = journal
+            .append_after_record(&serde_json::json!({"n": 2}), record.clone(), b"{}".to_vec())
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!record.exists(), "the caller's thread does not write it");
+        journal.wait_durable_blocking(seq).unwrap();
+        assert_eq!(fs::read(&record).unwrap(), b"{}");
+        assert!(journal.take_record_failures().is_empty());
+        journal.close().unwrap();
+        assert_eq!(
+            read_events::<serde_json::Value>(&path)
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_reported_and_its_line_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(dir.path().join("events.jsonl")).unwrap();
+        let missing = dir.path().join("no-such-dir").join("result.json");
+        let seq = journal
+            .append_after_record(
+                &serde_json::json!({"n": 1}),
+                missing.clone(),
+                b"{}".to_vec(),
+            )
+            .unwrap();
+        journal.wait_durable_blocking(seq).unwrap();
+        let failures = journal.take_record_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].contains(&missing.display().to_string()),
+            "{failures:?}"
+        );
+        assert!(journal.take_record_failures().is_empty(), "reported once");
+        journal.close().unwrap();
     }
 
     #[test]

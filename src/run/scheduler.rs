@@ -309,6 +309,7 @@ async fn pass(session: &Arc<Session>, state: &mut RunState) -> Result<Option<Out
                 StepEnd::JournalError(e) => return Err(format!("cannot write the journal: {e}")),
             }
         }
+        warn_record_failures(session);
     }
 
     if interrupted {
@@ -388,9 +389,22 @@ fn spawn(
     let tx = tx.clone();
     let session = session.clone();
     tokio::spawn(async move {
-        let report = step::run(session, id, first, counted, feedback, rebase).await;
+        let (report, slot) = step::run(session, id, first, counted, feedback, rebase).await;
         let _ = tx.send(report);
+        // Freed after the report is sent: tokio runs the task it woke last first, so the
+        // step waiting for this slot (prepared already) starts its process before the
+        // scheduler takes the report and begins preparing another step. The other order
+        // put that preparation between one process's end and the next one's start.
+        drop(slot);
     });
+}
+
+/// Reports the `result.json` files the journal's writer could not write (loudly: the
+/// run goes on, as its journal is intact, but the record is missing a file).
+pub fn warn_record_failures(session: &Session) {
+    for failure in session.journal.take_record_failures() {
+        session.progress.warn(&failure);
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. Both interrupt the run resumably: steps run

@@ -62,7 +62,7 @@ struct AttemptResult {
     not_started: bool,
     /// The process slot, held until the attempt's end is in the journal: with `--jobs N`
     /// the journal never shows more than N attempts between start and finish.
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Option<Slot>,
     /// What a CLI agent reported, and the argv it was started with.
     agent: Option<crate::agents::report::AgentReport>,
     argv: Option<Vec<String>>,
@@ -71,17 +71,49 @@ struct AttemptResult {
     /// resume that resets the branch to a recorded tip never keeps the merge of a step
     /// whose end was lost (which would then land a second time).
     landing: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Its `result.json`: the path and the bytes, written by the journal's writer right
+    /// before the attempt's `step_finished` line.
+    record: Option<(std::path::PathBuf, Vec<u8>)>,
 }
 
+/// A `--jobs` process slot.
+pub type Slot = tokio::sync::OwnedSemaphorePermit;
+
 /// Runs `node` from attempt `first_attempt`, with `feedback` for it; `rebase` moves its
-/// worktree onto the run branch first (a re-run after a merge conflict).
+/// worktree onto the run branch first (a re-run after a merge conflict). Returns the
+/// report and the last attempt's process slot, for the caller to free once the report
+/// is on its way.
 pub async fn run(
+    session: Arc<Session>,
+    node: NodeId,
+    first_attempt: u32,
+    counted: u32,
+    feedback: String,
+    rebase: bool,
+) -> (StepReport, Option<Slot>) {
+    let mut slot = None;
+    let report = attempts(
+        session,
+        node,
+        first_attempt,
+        counted,
+        feedback,
+        rebase,
+        &mut slot,
+    )
+    .await;
+    (report, slot)
+}
+
+/// [`run`]'s attempts; the last one's slot is left in `held`.
+async fn attempts(
     session: Arc<Session>,
     node: NodeId,
     first_attempt: u32,
     counted: u32,
     mut feedback: String,
     rebase: bool,
+    held: &mut Option<Slot>,
 ) -> StepReport {
     let runbook = session.checked.runbook();
     let n = runbook.node(node);
@@ -179,13 +211,17 @@ pub async fn run(
             };
         }
         if result.0.interrupted {
+            // No `step_finished` carries this attempt's result: it is written here.
+            if let Some((path, bytes)) = &result.0.record {
+                write_record_or_warn(&session, path, bytes);
+            }
             return StepReport {
                 node,
                 end: StepEnd::Interrupted,
                 seq,
             };
         }
-        let (r, started, duration_ms) = result;
+        let (mut r, started, duration_ms) = result;
         let _ = started;
         let retry = !r.ok && r.conflict.is_none() && used < total && step.until.is_some();
         let e = Event::StepFinished {
@@ -206,8 +242,16 @@ pub async fn run(
                 a
             }),
         };
-        let appended = journal(e);
-        drop(r.slot);
+        let appended = match r.record.take() {
+            Some((path, bytes)) => session
+                .journal
+                .append_after_record(&e, path, bytes)
+                .map_err(|e| e.to_string()),
+            None => journal(e),
+        };
+        // Its end is queued: the slot may go to the next process (after a retry's, this
+        // attempt's own next one).
+        *held = r.slot;
         drop(r.landing);
         match appended {
             Ok(s) => seq = s,
@@ -249,6 +293,7 @@ pub async fn run(
             };
         }
         feedback = r.reason.unwrap_or_default();
+        *held = None;
         attempt += 1;
     }
 }
@@ -397,7 +442,7 @@ async fn attempt_once(
 
     // An attempt that ends before its process starts is recorded like any other end.
     let fail_early = |reason: String, slot| {
-        let r = AttemptResult {
+        let mut r = AttemptResult {
             ok: false,
             reason: Some(reason),
             slot: Some(slot),
@@ -405,7 +450,16 @@ async fn attempt_once(
         };
         stop_if_final(session, step, last, &r);
         let ms = started.elapsed().as_millis() as u64;
-        write_result(&dir, n, agent, attempt, &r, ms, &prompt_sha256, session);
+        r.record = Some(result_record(
+            &dir,
+            n,
+            agent,
+            attempt,
+            &r,
+            ms,
+            &prompt_sha256,
+            session,
+        ));
         (r, started, ms)
     };
     let lines = match rendered {
@@ -731,7 +785,7 @@ async fn attempt_once(
     stop_if_final(session, step, last, &result);
     result.slot = Some(slot);
     let ms = started.elapsed().as_millis() as u64;
-    write_result(
+    result.record = Some(result_record(
         &dir,
         n,
         agent,
@@ -740,7 +794,7 @@ async fn attempt_once(
         ms,
         &prompt_sha256,
         session,
-    );
+    ));
     Ok((result, started, ms))
 }
 
@@ -1226,8 +1280,9 @@ fn read_prefix_lossy(path: &std::path::Path, limit: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The attempt's `result.json`: where it goes and what it holds.
 #[allow(clippy::too_many_arguments)]
-fn write_result(
+fn result_record(
     dir: &std::path::Path,
     n: &crate::ir::Node,
     agent: &crate::ir::Agent,
@@ -1236,7 +1291,7 @@ fn write_result(
     ms: u64,
     prompt_sha256: &str,
     session: &Session,
-) {
+) -> (std::path::PathBuf, Vec<u8>) {
     let doc = serde_json::json!({
         "step": n.name,
         "attempt": attempt,
@@ -1252,13 +1307,16 @@ fn write_result(
         "argv": r.argv,
         "agent_report": r.agent,
     });
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    if let Err(e) = crate::record::run_dir::write_record(&dir.join("result.json"), text.as_bytes())
-    {
-        session.progress.warn(&format!(
-            "cannot write {}: {e}",
-            dir.join("result.json").display()
-        ));
+    let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    (dir.join("result.json"), text)
+}
+
+/// Writes a record file now, warning on the terminal when it cannot.
+fn write_record_or_warn(session: &Session, path: &std::path::Path, bytes: &[u8]) {
+    if let Err(e) = crate::record::run_dir::write_record(path, bytes) {
+        session
+            .progress
+            .warn(&format!("cannot write {}: {e}", path.display()));
     }
 }
 
