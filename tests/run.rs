@@ -1465,3 +1465,40 @@ fn a_decision_within_the_checkpoint_timeout_stands() {
     t.command(&["resume", &id]).code(0);
     assert_eq!(t.read("b"), "b\n");
 }
+
+#[test]
+fn a_cli_agent_that_prints_no_result_fails_with_the_end_of_its_stderr() {
+    // A stand-in for `claude` that exits 0 without its JSON result, as a logged-out
+    // or misconfigured tool does.
+    let t = Test::new()
+        .runbook(
+            r#"runbook t {
+  agent fake {
+    kind claude
+    run  "./fake-claude"
+  }
+  phase p {
+    step ask by fake { prompt "hello" }
+  }
+}
+"#,
+        )
+        .write(
+            "fake-claude",
+            "#!/bin/sh\necho 'starting up' >&2\necho 'Invalid API key: please run /login' >&2\n",
+        )
+        .args(["run", RUNBOOK, "--sandbox", "off"]);
+    let script = t.path().join("fake-claude");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.run()
+        .code(1)
+        .stderr_has("claude printed no result")
+        .stderr_has("Invalid API key: please run /login");
+    let run = t.only_run();
+    let result: Value = serde_json::from_str(&run.attempt_file("ask", 1, "result.json")).unwrap();
+    let reason = result["reason"].as_str().unwrap();
+    assert!(
+        reason.ends_with("its stderr ends with:\nstarting up\nInvalid API key: please run /login"),
+        "{reason}"
+    );
+}

@@ -207,6 +207,17 @@ impl<'m> Lowerer<'m> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
+    /// E0106 for a name declared a second time at `here`, pointing at the first.
+    fn declared_twice(&mut self, here: Location, first: Location, what: String, help: &str) {
+        let d = self.error("E0106", here, format!("{what} is declared twice"));
+        d.label = "declared again here".into();
+        d.labels.push(crate::diagnostic::Label {
+            location: first,
+            message: "first declared here".into(),
+        });
+        d.help = Some(help.into());
+    }
+
     fn text_of(&self, location: Location) -> String {
         self.map.get(location.file).text[location.span.range()].to_string()
     }
@@ -401,17 +412,12 @@ impl<'m> Lowerer<'m> {
             let here = loc(file, decl.name.span);
             if let Some(first) = self.mcp_servers.iter().find(|s| s.name == name) {
                 let first = first.location;
-                let d = self.error(
-                    "E0106",
+                self.declared_twice(
                     here,
-                    format!("MCP server `{}` is declared twice", decl.name.name),
+                    first,
+                    format!("MCP server `{}`", decl.name.name),
+                    "keep one declaration, or rename one of them",
                 );
-                d.label = "declared again here".into();
-                d.labels.push(crate::diagnostic::Label {
-                    location: first,
-                    message: "first declared here".into(),
-                });
-                d.help = Some("keep one declaration, or rename one of them".into());
                 continue;
             }
             let mut seen = HashMap::new();
@@ -496,17 +502,12 @@ impl<'m> Lowerer<'m> {
             let name = &decl.name.name;
             if let Some(&first) = pending.get(name) {
                 let first = loc(file, decls[first].name.span);
-                let d = self.error(
-                    "E0106",
+                self.declared_twice(
                     loc(file, decl.name.span),
-                    format!("agent `{name}` is declared twice"),
+                    first,
+                    format!("agent `{name}`"),
+                    "rename one of them",
                 );
-                d.label = "declared again here".into();
-                d.labels.push(crate::diagnostic::Label {
-                    location: first,
-                    message: "first declared here".into(),
-                });
-                d.help = Some("rename one of them".into());
                 continue;
             }
             if name == "shell" {
@@ -1422,17 +1423,12 @@ impl<'m> Lowerer<'m> {
                 ast::RunbookItem::Param(p) => {
                     if let Some(first) = params.iter().find(|q| q.name == p.name.name) {
                         let first = first.location;
-                        let d = self.error(
-                            "E0106",
+                        self.declared_twice(
                             loc(file, p.name.span),
-                            format!("param `{}` is declared twice", p.name.name),
+                            first,
+                            format!("param `{}`", p.name.name),
+                            "keep one declaration, or rename one of them",
                         );
-                        d.label = "declared again here".into();
-                        d.labels.push(crate::diagnostic::Label {
-                            location: first,
-                            message: "first declared here".into(),
-                        });
-                        d.help = Some("keep one declaration, or rename one of them".into());
                         continue;
                     }
                     let param = self.param(p, file);
@@ -1441,17 +1437,12 @@ impl<'m> Lowerer<'m> {
                 ast::RunbookItem::Secret(s) => {
                     if let Some(first) = secrets.iter().find(|q| q.name == s.name.name) {
                         let first = first.location;
-                        let d = self.error(
-                            "E0106",
+                        self.declared_twice(
                             loc(file, s.name.span),
-                            format!("secret `{}` is declared twice", s.name.name),
+                            first,
+                            format!("secret `{}`", s.name.name),
+                            "remove one of them",
                         );
-                        d.label = "declared again here".into();
-                        d.help = Some("remove one of them".into());
-                        d.labels.push(crate::diagnostic::Label {
-                            location: first,
-                            message: "first declared here".into(),
-                        });
                         continue;
                     }
                     secrets.push(Secret {
@@ -1488,17 +1479,12 @@ impl<'m> Lowerer<'m> {
         for p in &phase_decls {
             if let Some(first) = phase_ids.get(&p.name.name) {
                 let first = phases[first.0 as usize].location;
-                let d = self.error(
-                    "E0106",
+                self.declared_twice(
                     loc(file, p.name.span),
-                    format!("phase `{}` is declared twice", p.name.name),
+                    first,
+                    format!("phase `{}`", p.name.name),
+                    "phase names are unique in a runbook",
                 );
-                d.label = "declared again here".into();
-                d.labels.push(crate::diagnostic::Label {
-                    location: first,
-                    message: "first declared here".into(),
-                });
-                d.help = Some("phase names are unique in a runbook".into());
                 continue;
             }
             let id = PhaseId(phases.len() as u32);
@@ -1546,17 +1532,12 @@ impl<'m> Lowerer<'m> {
                 };
                 if let Some(first) = node_ids.get(&name.name) {
                     let first = node_decls[first.0 as usize].1.name_location(file);
-                    let d = self.error(
-                        "E0106",
+                    self.declared_twice(
                         loc(file, name.span),
-                        format!("`{}` is declared twice", name.name),
+                        first,
+                        format!("`{}`", name.name),
+                        "step and checkpoint names are unique in a runbook",
                     );
-                    d.label = "declared again here".into();
-                    d.labels.push(crate::diagnostic::Label {
-                        location: first,
-                        message: "first declared here".into(),
-                    });
-                    d.help = Some("step and checkpoint names are unique in a runbook".into());
                     continue;
                 }
                 let nid = NodeId(node_decls.len() as u32);

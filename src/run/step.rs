@@ -7,7 +7,9 @@ use super::event::FileChange;
 use super::event::{now, Event};
 use super::tree;
 use super::{Session, SHELL};
-use crate::agents::process::{run_process, ExitKind, ProcessOutcome, ProcessSpec};
+use crate::agents::process::{
+    run_process, ExitKind, ProcessOutcome, ProcessSpec, STDERR_TAIL_BYTES,
+};
 use crate::ir::{AgentKind, NodeId, OnFailure, Step};
 use crate::record::sha256_hex;
 use crate::workspace::StepTree;
@@ -935,6 +937,15 @@ impl Drop for TempDirGuard {
     }
 }
 
+/// The last `max` bytes of `s` at most, starting on a character boundary.
+fn tail_at_char_boundary(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
         return s.len();
@@ -1211,9 +1222,19 @@ fn apply_report(
     let Some(report) = crate::agents::report::parse(tool, &text, &errors, result.exit_code) else {
         if result.ok {
             result.ok = false;
-            result.reason = Some(format!(
-                "{tool} printed no result: expected its machine-readable output on stdout"
-            ));
+            // Whatever the tool said instead is usually why (not logged in, a bad flag).
+            let tail = tail_at_char_boundary(errors.trim_end(), STDERR_TAIL_BYTES);
+            result.reason = Some(if tail.is_empty() {
+                format!(
+                    "{tool} printed no result: expected its machine-readable output on stdout, \
+                     and it printed nothing on stderr"
+                )
+            } else {
+                format!(
+                    "{tool} printed no result: expected its machine-readable output on stdout; \
+                     its stderr ends with:\n{tail}"
+                )
+            });
         }
         return;
     };
@@ -1323,6 +1344,15 @@ fn write_record_or_warn(session: &Session, path: &std::path::Path, bytes: &[u8])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_never_splits_a_character() {
+        assert_eq!(tail_at_char_boundary("abc", 10), "abc");
+        assert_eq!(tail_at_char_boundary("abc", 2), "bc");
+        // "é" is two bytes: a cut inside it moves past it.
+        assert_eq!(tail_at_char_boundary("aé", 1), "");
+        assert_eq!(tail_at_char_boundary("aé", 2), "é");
+    }
 
     #[test]
     fn check_failure_quotes_the_output_or_says_there_was_none() {
