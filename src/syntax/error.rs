@@ -282,6 +282,9 @@ fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
     if let Some(error) = unterminated(text, offset) {
         return error;
     }
+    if let Some(error) = comma_before_by(text, offset, &expected) {
+        return error;
+    }
     let rest = &text[offset..];
     let found = found_at(text, offset);
     let list_expected = expected.contains(&Expected::Value("a list `[…]`"));
@@ -353,6 +356,40 @@ fn build(text: &str, offset: usize, expected: Vec<Expected>) -> SyntaxError {
         }
     }
     error
+}
+
+/// `after a, by x`: the comma makes `by` one more step of `after`, so the agent's name
+/// reads as out of place. The mistake is the comma: point at it.
+fn comma_before_by(text: &str, offset: usize, expected: &[Expected]) -> Option<SyntaxError> {
+    if !expected.contains(&Expected::Keyword("by".into())) {
+        return None;
+    }
+    let by_end = previous_token_end(text, offset)?;
+    let by_start = by_end.checked_sub(2)?;
+    let whole_word = !text[..by_start]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+    if text.get(by_start..by_end)? != "by" || !whole_word {
+        return None;
+    }
+    let comma_end = previous_token_end(text, by_start)?;
+    if !text[..comma_end].ends_with(',') {
+        return None;
+    }
+    let mut error = SyntaxError::new(
+        Span::new(comma_end - 1, comma_end),
+        "a comma before `by` makes `by` one more step of `after`",
+    );
+    error.label = Some("remove this comma".into());
+    let name = word_at(text, offset).map_or(1, str::len);
+    error.labels.push((
+        Span::new(offset, offset + name),
+        "so this is read as out of place".into(),
+    ));
+    error.help =
+        Some("name the agent after the last step, without a comma: `after a, b by NAME`".into());
+    Some(error)
 }
 
 /// A string or block comment that starts at or before `offset` and is not closed where
