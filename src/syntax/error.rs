@@ -366,11 +366,15 @@ fn comma_before_by(text: &str, offset: usize, expected: &[Expected]) -> Option<S
     }
     let by_end = previous_token_end(text, offset)?;
     let by_start = by_end.checked_sub(2)?;
+    // `get` first: the token before may end in a multi-byte character.
+    if text.get(by_start..by_end)? != "by" {
+        return None;
+    }
     let whole_word = !text[..by_start]
         .chars()
         .next_back()
         .is_some_and(|c| c.is_alphanumeric() || c == '_');
-    if text.get(by_start..by_end)? != "by" || !whole_word {
+    if !whole_word {
         return None;
     }
     let comma_end = previous_token_end(text, by_start)?;
@@ -754,6 +758,29 @@ mod tests {
         let text = "runbook r { // {\n  title \"{\" /* { */\n";
         let (span, _) = unclosed_block(text, text.len()).unwrap();
         assert_eq!(span.start, 10);
+    }
+
+    #[test]
+    fn a_comma_before_by_only_when_it_is_there() {
+        let by = [
+            Expected::Keyword("by".into()),
+            Expected::Punctuation("{".into()),
+        ];
+        let text = "step b after a, by coder {";
+        let at = text.find("coder").unwrap();
+        let error = comma_before_by(text, at, &by).unwrap();
+        assert_eq!(&text[error.span.range()], ",");
+        // No comma, a longer word ending in `by`, a multi-byte character before `by`.
+        for text in [
+            "after a by coder {",
+            "after a, nearby coder {",
+            "after a, éby coder {",
+        ] {
+            let at = text.find("coder").unwrap();
+            assert!(comma_before_by(text, at, &by).is_none(), "{text}");
+        }
+        let text = "after é coder {";
+        assert!(comma_before_by(text, text.find("coder").unwrap(), &by).is_none());
     }
 
     #[test]
