@@ -1502,3 +1502,24 @@ fn a_cli_agent_that_prints_no_result_fails_with_the_end_of_its_stderr() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_run_killed_before_its_start_was_recorded_says_it_never_started() {
+    // The crash hook kills the interpreter once the spec copy is written, before the
+    // journal exists.
+    let t = Test::new()
+        .runbook("runbook t {\n  phase p {\n    step a { sh \"echo ran > ran\" }\n  }\n}\n")
+        .env("RUNBOOK_CRASH_AT", "file:spec:1");
+    let crashed = t.run();
+    assert_eq!(crashed.code, None, "killed by the hook: {}", crashed.stderr);
+    let t = t.without_env("RUNBOOK_CRASH_AT");
+    let id = t.only_run().id;
+    t.command(&["runs"]).code(0).stdout_has("never started");
+    for command in ["resume", "show", "rollback"] {
+        t.command(&[command, id.as_str()])
+            .code(2)
+            .stderr_has(&format!("run {id} never started"))
+            .stderr_has("no step ran");
+    }
+    assert!(!t.path().join("ran").exists());
+}

@@ -4,7 +4,7 @@ use super::{color_stderr, repository_root, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::check::{check_path, CheckedRunbook};
 use crate::diagnostic::render;
 use crate::ir::value::ParamType;
-use crate::record::journal::{read_events, Journal};
+use crate::record::journal::{read_events, Journal, JournalError};
 use crate::record::lock::RunLock;
 use crate::record::redact::Redactor;
 use crate::record::run_dir::{write_atomic, RunDir};
@@ -872,10 +872,29 @@ pub fn open_run(wanted: &str) -> Result<OpenRun, String> {
     })
 }
 
+/// Why a run directory without a journal, or with one that lacks `run_started`, cannot
+/// be continued: its process was killed before the run's start was recorded, and no
+/// step ran.
+pub fn never_started(dir: &RunDir) -> String {
+    format!(
+        "run {} never started: its process stopped before the run's start was recorded, \
+         so no step ran and there is nothing to continue; start a new run with \
+         `runbook run FILE`, and delete {}",
+        dir.id(),
+        dir.path().display()
+    )
+}
+
 /// The state of a run, its runbook file and start time, from its journal.
 pub fn load_state(dir: &RunDir) -> Result<(RunState, PathBuf, String), String> {
-    let contents = read_events::<Event>(dir.events())
-        .map_err(|e| format!("cannot read {}: {e}", dir.events().display()))?;
+    let never_started = || never_started(dir);
+    let contents = match read_events::<Event>(dir.events()) {
+        Ok(c) => c,
+        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(never_started())
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.events().display())),
+    };
     let mut file = None;
     let mut started = String::new();
     for e in &contents.events {
@@ -884,8 +903,7 @@ pub fn load_state(dir: &RunDir) -> Result<(RunState, PathBuf, String), String> {
             started = time.clone();
         }
     }
-    let file =
-        file.ok_or_else(|| format!("{} has no run_started event", dir.events().display()))?;
+    let file = file.ok_or_else(never_started)?;
     Ok((RunState::from_events(&contents.events), file, started))
 }
 

@@ -2,7 +2,7 @@
 
 use super::run::{find_run, records_root};
 use super::{EXIT_OK, EXIT_USAGE};
-use crate::record::journal::read_events;
+use crate::record::journal::{read_events, JournalError};
 use crate::record::run_dir::{list_runs, RunDir};
 use crate::run::event::Event;
 
@@ -66,10 +66,15 @@ fn summarize(events: &[Event]) -> Summary {
 }
 
 /// The status to show: a run whose journal says `running` but that no process holds
-/// (its driver was killed, or the machine went down) is `crashed`.
+/// (its driver was killed, or the machine went down) is `crashed`, or `never started`
+/// when it died before its start was recorded (nothing ran; it cannot be resumed).
 fn shown_status(dir: &RunDir, s: &Summary) -> String {
     if s.status == "running" && crate::record::lock::RunLock::acquire(dir.lock_file()).is_ok() {
-        return "crashed".into();
+        return if s.started.is_empty() {
+            "never started".into()
+        } else {
+            "crashed".into()
+        };
     }
     s.status.clone()
 }
@@ -156,6 +161,10 @@ pub fn show(args: ShowArgs) -> i32 {
     };
     let events = match read_events::<Event>(dir.events()) {
         Ok(c) => c.events,
+        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("error: {}", super::run::never_started(&dir));
+            return EXIT_USAGE;
+        }
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", dir.events().display());
             return EXIT_USAGE;

@@ -776,6 +776,11 @@ mod deferred_tests {
         assert_eq!(journal.sync_count(), syncs + 1, "one fsync for both lines");
     }
 
+    /// How many intact events the journal file at `path` holds.
+    fn events_in(path: &Path) -> usize {
+        read_events::<serde_json::Value>(path).unwrap().events.len()
+    }
+
     /// A pause far longer than any test: a commit inside it was asked for.
     const PAUSE: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -815,13 +820,7 @@ mod deferred_tests {
         );
         assert_eq!(journal.sync_count(), syncs + 1, "one commit for both lines");
         journal.close().unwrap();
-        assert_eq!(
-            read_events::<serde_json::Value>(&path)
-                .unwrap()
-                .events
-                .len(),
-            3
-        );
+        assert_eq!(events_in(&path), 3);
     }
 
     #[test]
@@ -840,13 +839,7 @@ mod deferred_tests {
         assert_eq!(fs::read(&record).unwrap(), b"{}");
         assert!(journal.take_record_failures().is_empty());
         journal.close().unwrap();
-        assert_eq!(
-            read_events::<serde_json::Value>(&path)
-                .unwrap()
-                .events
-                .len(),
-            2
-        );
+        assert_eq!(events_in(&path), 2);
     }
 
     #[test]
@@ -882,13 +875,7 @@ mod deferred_tests {
         let started = std::time::Instant::now();
         journal.close().unwrap();
         assert!(started.elapsed() < PAUSE / 2);
-        assert_eq!(
-            read_events::<serde_json::Value>(&path)
-                .unwrap()
-                .events
-                .len(),
-            2
-        );
+        assert_eq!(events_in(&path), 2);
     }
 
     #[test]
@@ -908,13 +895,7 @@ mod deferred_tests {
         journal.wait_durable_blocking(deferred).unwrap();
         assert_eq!(journal.sync_count(), syncs + 1);
         journal.close().unwrap();
-        assert_eq!(
-            read_events::<serde_json::Value>(&path)
-                .unwrap()
-                .events
-                .len(),
-            2
-        );
+        assert_eq!(events_in(&path), 2);
     }
 
     #[test]
@@ -926,13 +907,7 @@ mod deferred_tests {
             .append_deferred(&serde_json::json!({"n": 1}))
             .unwrap();
         journal.close().unwrap();
-        assert_eq!(
-            read_events::<serde_json::Value>(&path)
-                .unwrap()
-                .events
-                .len(),
-            1
-        );
+        assert_eq!(events_in(&path), 1);
     }
 
     #[test]
