@@ -875,7 +875,7 @@ pub fn open_run(wanted: &str) -> Result<OpenRun, String> {
 /// Why a run directory without a journal, or with one that lacks `run_started`, cannot
 /// be continued: its process was killed before the run's start was recorded, and no
 /// step ran.
-pub fn never_started(dir: &RunDir) -> String {
+fn never_started(dir: &RunDir) -> String {
     format!(
         "run {} never started: its process stopped before the run's start was recorded, \
          so no step ran and there is nothing to continue; start a new run with \
@@ -887,24 +887,28 @@ pub fn never_started(dir: &RunDir) -> String {
 
 /// The state of a run, its runbook file and start time, from its journal.
 pub fn load_state(dir: &RunDir) -> Result<(RunState, PathBuf, String), String> {
-    let never_started = || never_started(dir);
-    let contents = match read_events::<Event>(dir.events()) {
-        Ok(c) => c,
-        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(never_started())
-        }
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.events().display())),
-    };
+    let events = run_events(dir)?;
     let mut file = None;
     let mut started = String::new();
-    for e in &contents.events {
+    for e in &events {
         if let Event::RunStarted { file: f, time, .. } = e {
             file = Some(PathBuf::from(f));
             started = time.clone();
         }
     }
-    let file = file.ok_or_else(never_started)?;
-    Ok((RunState::from_events(&contents.events), file, started))
+    let file = file.ok_or_else(|| never_started(dir))?;
+    Ok((RunState::from_events(&events), file, started))
+}
+
+/// The intact events of a run's journal; a run without a journal never started.
+pub fn run_events(dir: &RunDir) -> Result<Vec<Event>, String> {
+    match read_events::<Event>(dir.events()) {
+        Ok(contents) => Ok(contents.events),
+        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(never_started(dir))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", dir.events().display())),
+    }
 }
 
 fn changed_source(before: &[SpecFile], now: &[SpecFile]) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use super::run::{find_run, records_root};
 use super::{EXIT_OK, EXIT_USAGE};
-use crate::record::journal::{read_events, JournalError};
+use crate::record::journal::read_events;
 use crate::record::run_dir::{list_runs, RunDir};
 use crate::run::event::Event;
 
@@ -159,14 +159,10 @@ pub fn show(args: ShowArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let events = match read_events::<Event>(dir.events()) {
-        Ok(c) => c.events,
-        Err(JournalError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("error: {}", super::run::never_started(&dir));
-            return EXIT_USAGE;
-        }
+    let events = match super::run::run_events(&dir) {
+        Ok(events) => events,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", dir.events().display());
+            eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };

@@ -784,8 +784,9 @@ mod deferred_tests {
     /// A pause far longer than any test: a commit inside it was asked for.
     const PAUSE: std::time::Duration = std::time::Duration::from_secs(600);
 
-    /// A new journal in `dir` whose writer pauses [`PAUSE`] between unwaited commits.
-    fn paced_journal(dir: &tempfile::TempDir) -> (Journal, PathBuf) {
+    /// A new journal in `dir` whose writer pauses [`PAUSE`] between unwaited commits,
+    /// with one line committed (so the pause has begun); returns that line's number too.
+    fn paced_journal(dir: &tempfile::TempDir) -> (Journal, PathBuf, u64) {
         let path = dir.path().join("events.jsonl");
         let file = OpenOptions::new()
             .append(true)
@@ -793,15 +794,15 @@ mod deferred_tests {
             .open(&path)
             .unwrap();
         let journal = Journal::start_with(file, path.clone(), 0, PAUSE).unwrap();
-        (journal, path)
+        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
+        journal.wait_durable_blocking(first).unwrap();
+        (journal, path, first)
     }
 
     #[test]
     fn unwaited_lines_gather_and_a_waiter_cuts_the_pause_short() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, path) = paced_journal(&dir);
-        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
-        journal.wait_durable_blocking(first).unwrap();
+        let (journal, path, first) = paced_journal(&dir);
         let syncs = journal.sync_count();
         journal.append(&serde_json::json!({"n": 2})).unwrap();
         let third = journal.append(&serde_json::json!({"n": 3})).unwrap();
@@ -826,9 +827,7 @@ mod deferred_tests {
     #[test]
     fn a_record_is_written_by_the_commit_of_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, path) = paced_journal(&dir);
-        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
-        journal.wait_durable_blocking(first).unwrap();
+        let (journal, path, _) = paced_journal(&dir);
         let record = dir.path().join("result.json");
         let seq = journal
             .append_after_record(&serde_json::json!({"n": 2}), record.clone(), b"{}".to_vec())
@@ -868,9 +867,7 @@ mod deferred_tests {
     #[test]
     fn closing_does_not_wait_out_the_pause() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, path) = paced_journal(&dir);
-        let first = journal.append(&serde_json::json!({"n": 1})).unwrap();
-        journal.wait_durable_blocking(first).unwrap();
+        let (journal, path, _) = paced_journal(&dir);
         journal.append(&serde_json::json!({"n": 2})).unwrap();
         let started = std::time::Instant::now();
         journal.close().unwrap();

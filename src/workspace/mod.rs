@@ -147,8 +147,8 @@ impl Workspace {
         };
         let run_id = branch.rsplit('/').next().unwrap_or(&branch).to_string();
         clear_stale_locks(&repo, &branch, &run_id)?;
-        drop_half_made_step_trees(&repo, &run_id)?;
         let workspace = Workspace::new(repo_root, run_dir, &run_id, branch, base)?;
+        workspace.drop_half_made_step_trees(&repo)?;
         workspace.ensure_run_worktree(&repo)?;
         // A crash between updating the files and the ref leaves them apart; realign.
         workspace.sync_run_worktree(tip)?;
@@ -255,6 +255,33 @@ impl Workspace {
     }
 
     /// Makes sure the run worktree exists and is registered, creating it if needed.
+    /// Removes git's admin entry of every step worktree of this run that a killed
+    /// interpreter left unusable (half-made: git cannot validate it, or its checkout has
+    /// no `.git`). Resumed steps recreate their worktree; left in place, the entry's files
+    /// would change under a parallel step's guard snapshot and read as that step's agent
+    /// writing to `.git`. Only the admin entry goes: its `gitdir` may be torn, so the
+    /// directory it names is not trusted; the step's own worktree path is cleared when
+    /// the step recreates it.
+    fn drop_half_made_step_trees(&self, repo: &Repository) -> Result<(), WorkspaceError> {
+        let admin = guard::common_dir(repo)?.join("worktrees");
+        let prefix = names::step_worktree_prefix(&self.run_id);
+        let Ok(entries) = std::fs::read_dir(&admin) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(slug) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let path = self.run_dir.join("worktrees").join(slug);
+            if !step_tree::worktree_is_usable(repo, &name, &path) {
+                let entry = entry.path();
+                std::fs::remove_dir_all(&entry).io_context("removing git's entry", &entry)?;
+            }
+        }
+        Ok(())
+    }
+
     fn ensure_run_worktree(&self, repo: &Repository) -> Result<(), WorkspaceError> {
         let name = names::run_worktree_name(&self.run_id);
         if step_tree::worktree_is_usable(repo, &name, &self.run_worktree) {
@@ -330,34 +357,6 @@ fn clear_stale_locks(repo: &Repository, branch: &str, run_id: &str) -> Result<()
     for path in stale {
         if path.extension().is_some_and(|e| e == "lock") && path.is_file() {
             std::fs::remove_file(&path).io_context("removing the stale lock", &path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes git's admin entry of every step worktree of this run that a killed interpreter
-/// left half-made (an entry git cannot validate, or whose checkout has no `.git`).
-/// Resumed steps recreate their worktree; left in place, the entry's files would change
-/// under a parallel step's guard snapshot and read as that step's agent writing to `.git`.
-/// Only the admin entry goes: its `gitdir` may be torn, so the directory it names is not
-/// trusted; the step's own worktree path is cleared when the step recreates it.
-fn drop_half_made_step_trees(repo: &Repository, run_id: &str) -> Result<(), WorkspaceError> {
-    let admin = guard::common_dir(repo)?.join("worktrees");
-    let prefix = names::step_worktree_prefix(run_id);
-    let Ok(entries) = std::fs::read_dir(&admin) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        let intact = repo.find_worktree(&name).is_ok_and(|worktree| {
-            worktree.validate().is_ok() && worktree.path().join(".git").is_file()
-        });
-        if !intact {
-            let path = entry.path();
-            std::fs::remove_dir_all(&path).io_context("removing git's entry", &path)?;
         }
     }
     Ok(())
