@@ -10,16 +10,22 @@
 //!   steps/<step>/<attempt>/       prompt.md, stdout.log, stderr.log (only when not empty), result.json
 //! ```
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::crash;
 use super::run_id::RunId;
 use super::sha256_hex;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Directory, relative to the project root, that holds every run.
 pub const RUNS_DIR: &str = ".runbook/runs";
@@ -69,6 +75,20 @@ fn ignore_records(root: &Path) -> io::Result<()> {
 pub struct RunDir {
     id: RunId,
     path: PathBuf,
+    /// Shared by clones: what this process knows of the attempt directories.
+    attempts: Arc<Mutex<Attempts>>,
+}
+
+/// What a process knows of a run's attempt directories, so that numbering the next
+/// attempt need not ask the disk: a `stat` of a missing path in a large `steps/` costs
+/// more than the rest of choosing a step's attempt.
+#[derive(Debug, Default)]
+struct Attempts {
+    /// The run directory was created by this process: every attempt directory in it is
+    /// one this process made.
+    fresh: bool,
+    /// The highest attempt directory known to exist, per step.
+    highest: HashMap<String, u32>,
 }
 
 impl RunDir {
@@ -85,7 +105,15 @@ impl RunDir {
         // whose own entry was lost to a crash is still lost.
         sync_dir(&path)?;
         sync_dir(&runs)?;
-        Ok(RunDir { id, path })
+        let attempts = Attempts {
+            fresh: true,
+            ..Attempts::default()
+        };
+        Ok(RunDir {
+            id,
+            path,
+            attempts: Arc::new(Mutex::new(attempts)),
+        })
     }
 
     /// Opens the directory of an existing run; fails if there is none.
@@ -97,7 +125,11 @@ impl RunDir {
                 format!("{} is not a run directory", path.display()),
             ));
         }
-        Ok(RunDir { id, path })
+        Ok(RunDir {
+            id,
+            path,
+            attempts: Arc::default(),
+        })
     }
 
     /// The run's id.
@@ -143,6 +175,53 @@ impl RunDir {
                 .join(path_component(step))
                 .join(attempt.to_string()),
         }
+    }
+
+    /// The next attempt number of `step`: one past every attempt directory there is, so
+    /// a re-run (retry, revise, resume after a crash) never overwrites an earlier record.
+    /// `journaled` is the journal's count. In a run this process did not create, the disk
+    /// is asked once per step, since a crash can leave a directory the journal never
+    /// heard of; after that, and in a new run, what this process made is all there is.
+    pub fn next_attempt(&self, step: &str, journaled: Option<u32>) -> u32 {
+        let mut known = lock(&self.attempts);
+        let highest = known.highest.get(step).copied();
+        let mut n = journaled.unwrap_or(0).max(highest.unwrap_or(0)) + 1;
+        if highest.is_none() && !known.fresh {
+            while fs::symlink_metadata(self.step_attempt_dir(step, n).path()).is_ok() {
+                n += 1;
+            }
+            known.highest.insert(step.to_owned(), n - 1);
+        }
+        n
+    }
+
+    /// Creates `steps/<step>/<attempt>/` (two mkdirs, not the failed one and the walk up
+    /// that `create_dir_all` starts with for a new step) and returns its path.
+    pub fn create_attempt_dir(&self, step: &str, attempt: u32) -> io::Result<PathBuf> {
+        let dir = self.step_attempt_dir(step, attempt).path;
+        if let Some(parent) = dir.parent() {
+            match fs::create_dir(parent) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        fs::create_dir(&dir)?;
+        let mut known = lock(&self.attempts);
+        let highest = known.highest.entry(step.to_owned()).or_default();
+        *highest = (*highest).max(attempt);
+        Ok(dir)
+    }
+
+    /// Removes the directory of an attempt that never started, freeing its number.
+    pub fn remove_attempt_dir(&self, step: &str, attempt: u32) -> io::Result<()> {
+        fs::remove_dir_all(self.step_attempt_dir(step, attempt).path())?;
+        let mut known = lock(&self.attempts);
+        if let Some(highest) = known.highest.get_mut(step) {
+            if *highest == attempt {
+                *highest = attempt - 1;
+            }
+        }
+        Ok(())
     }
 
     /// Stores the exact source bytes as `spec/<sha256>-<basename>`, returning the sha256 hex.
@@ -318,6 +397,44 @@ mod tests {
 
     fn id(s: &str) -> RunId {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn attempts_are_numbered_past_every_directory_this_process_made() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path(), id("01ARZ3NDEKTSV4RR")).unwrap();
+        assert_eq!(run.next_attempt("build", None), 1);
+        let made = run.create_attempt_dir("build", 1).unwrap();
+        assert_eq!(made, run.step_attempt_dir("build", 1).path());
+        assert!(made.is_dir());
+        // The journal has not counted attempt 1 yet (a revise re-runs the step at once).
+        assert_eq!(run.next_attempt("build", None), 2);
+        assert_eq!(run.next_attempt("build", Some(3)), 4);
+        // An attempt that never started gives its number back.
+        run.create_attempt_dir("build", 2).unwrap();
+        run.remove_attempt_dir("build", 2).unwrap();
+        assert!(!run.step_attempt_dir("build", 2).path().exists());
+        assert_eq!(run.next_attempt("build", None), 2);
+        // A clone shares what is known.
+        assert_eq!(run.clone().next_attempt("build", Some(1)), 2);
+    }
+
+    #[test]
+    fn a_reopened_run_skips_directories_the_journal_never_heard_of() {
+        let root = tempfile::tempdir().unwrap();
+        let rid = id("01ARZ3NDEKTSV4RR");
+        let first = RunDir::create(root.path(), rid.clone()).unwrap();
+        first.create_attempt_dir("build", 1).unwrap();
+        // A crash after the mkdir of attempt 2, before its start was journaled.
+        first.create_attempt_dir("build", 2).unwrap();
+        drop(first);
+
+        let resumed = RunDir::open(root.path(), rid).unwrap();
+        assert_eq!(resumed.next_attempt("build", Some(1)), 3);
+        assert_eq!(resumed.next_attempt("test", None), 1);
+        // Asked once: a directory made behind its back afterwards is not looked for.
+        std::fs::create_dir_all(resumed.step_attempt_dir("test", 1).path()).unwrap();
+        assert_eq!(resumed.next_attempt("test", None), 1);
     }
 
     #[test]

@@ -378,7 +378,9 @@ fn spawn(
     tx: &tokio::sync::mpsc::UnboundedSender<StepReport>,
 ) {
     let name = session.checked.runbook().node(id).name.clone();
-    let first = next_attempt(session, &name, state.attempts.get(&name).copied());
+    let first = session
+        .dir
+        .next_attempt(&name, state.attempts.get(&name).copied());
     let counted = state.finished_attempts.get(&name).copied().unwrap_or(0);
     let feedback = state.feedback.get(&name).cloned().unwrap_or_default();
     // A step re-run after its commit conflicted starts again from the run branch.
@@ -424,18 +426,6 @@ async fn interruption() {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-}
-
-/// The next attempt number of a step: one past every attempt directory on disk, so a
-/// re-run (retry, revise, resume after a crash) never overwrites an earlier record. The
-/// journal's count is where the search starts (one `stat` in the common case); the disk
-/// has the last word, since a crash can leave a directory the journal never heard of.
-fn next_attempt(session: &Session, step: &str, journaled: Option<u32>) -> u32 {
-    let mut n = journaled.unwrap_or(0) + 1;
-    while std::fs::symlink_metadata(session.dir.step_attempt_dir(step, n).path()).is_ok() {
-        n += 1;
-    }
-    n
 }
 
 fn first_line(s: &str) -> &str {

@@ -378,10 +378,11 @@ async fn attempt_once(
     let agent = runbook.agent(step.agent.expect("checked steps have agents"));
     let dir = session
         .dir
-        .step_attempt_dir(&n.name, attempt)
-        .path()
-        .to_path_buf();
-    create_attempt_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .create_attempt_dir(&n.name, attempt)
+        .map_err(|e| {
+            let dir = session.dir.step_attempt_dir(&n.name, attempt);
+            format!("cannot create {}: {e}", dir.path().display())
+        })?;
     let prompt_path = dir.join("prompt.md");
     let started = Instant::now();
 
@@ -416,7 +417,7 @@ async fn attempt_once(
     // one of the `--jobs` slots until its outcome is known.
     let Some(slot) = take_slot(session).await else {
         // Nothing of it happened: no record of it either.
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = session.dir.remove_attempt_dir(&n.name, attempt);
         let r = AttemptResult {
             not_started: true,
             ..Default::default()
@@ -824,18 +825,6 @@ async fn take_slot(session: &Arc<Session>) -> Option<tokio::sync::OwnedSemaphore
     };
     // The run may have stopped while this one waited.
     (!stopping()).then_some(permit)
-}
-
-/// Creates `steps/<step>/<attempt>/` with two mkdirs, not the failed one and the walk up
-/// that `create_dir_all` starts with for a new step.
-fn create_attempt_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if let Some(step) = dir.parent() {
-        match std::fs::create_dir(step) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-    }
-    std::fs::create_dir(dir)
 }
 
 /// How the workspace side of an attempt ended.
