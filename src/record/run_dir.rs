@@ -218,7 +218,7 @@ impl RunDir {
         let mut known = lock(&self.attempts);
         if let Some(highest) = known.highest.get_mut(step) {
             if *highest == attempt {
-                *highest = attempt - 1;
+                *highest = attempt.saturating_sub(1);
             }
         }
         Ok(())
