@@ -7,6 +7,8 @@
 #   BIN     runbook binary (default: target/release/runbook, built with
 #           `cargo build --release` if missing)
 #   SIZES   env var, step counts to run (default "1000 10000")
+#   SETTLE_MAX, SETTLE_US  env vars: wait up to SETTLE_MAX s (default 420) for creating
+#           a file to cost at most SETTLE_US µs (default 30) before measuring (see below)
 #
 # runbook runs `run --no-input --in-place --sandbox off FILE` (ninja and make confine
 # nothing; what the OS sandbox costs is bench/sandbox.sh's measure) in a fresh temp dir
@@ -76,6 +78,50 @@ fresh_tmp() {
     FRESH=$d
 }
 
+# --- a quiet disk. ext4 without a journal does not reuse an inode freed in the last
+# minute (six while its inode table block is dirty: `recently_deleted`), and walks past
+# every such inode on each create. Right after a mass deletion (a test run, the exit of
+# an earlier run of this script) each file runbook creates costs several times more, and
+# ninja creates none, so the ratio would measure the deletion. Wait, up to SETTLE_MAX
+# seconds (default 420), until creating a file costs at most SETTLE_US microseconds
+# (default 30; measured here: 8-20 on a quiet disk, 37-90 in the minutes after deleting
+# a few hundred thousand files), and report what it cost.
+SETTLE_MAX=${SETTLE_MAX:-420}
+SETTLE_US=${SETTLE_US:-30}
+probe_create() {
+    python3 - "$1" <<'PY'
+import os, sys, time
+d = sys.argv[1]
+os.mkdir(d)
+n = 300
+t = time.perf_counter()
+for i in range(n):
+    os.close(os.open(os.path.join(d, str(i)), os.O_CREAT | os.O_WRONLY, 0o644))
+print("%.0f" % ((time.perf_counter() - t) / n * 1e6))
+PY
+}
+settle() {
+    local dir waited=0 us
+    fresh_tmp
+    dir=$FRESH
+    while :; do
+        # New files each time: deleting the probe's own would disturb the next probe.
+        us=$(probe_create "$dir/$waited")
+        if [ "$us" -le "$SETTLE_US" ]; then
+            SETTLED="creating a file cost $us µs (after waiting $waited s for the disk to settle)"
+            return
+        fi
+        if [ "$waited" -ge "$SETTLE_MAX" ]; then
+            SETTLED="WARNING: creating a file still cost $us µs after $waited s (a quiet disk: ≤ $SETTLE_US µs); runbook's figures are inflated"
+            log "$SETTLED"
+            return
+        fi
+        log "creating a file costs $us µs (a quiet disk: ≤ $SETTLE_US): waiting for ext4 to settle ($waited s so far)"
+        sleep 30
+        waited=$((waited + 30))
+    done
+}
+
 # count_lines FILE REGEX
 count_lines() { grep -cE "$2" "$1" || true; }
 
@@ -126,6 +172,9 @@ measure() {
 
 # shellcheck disable=SC2086
 python3 "$SHARED/peer_workloads.py" "$OUT" $SIZES >&2
+SETTLED="not probed"
+settle
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 for n in $SIZES; do
     for kind in indep dag; do
         python3 "$SHARED/runbook_workloads.py" "$kind" "$n" "$OUT/$n/$kind.runbook"
@@ -160,6 +209,7 @@ done
         "$(make --version | head -n1), $(hyperfine --version)"
     echo "runbook: ${BIN:-none}"
     echo "load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo "?") (figures are wall-clock: other load on the machine inflates them)"
+    echo "disk at start: $SETTLED"
     echo
 } >"$OUT/report.md"
 
