@@ -254,7 +254,6 @@ impl Workspace {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes sure the run worktree exists and is registered, creating it if needed.
     /// Removes git's admin entry of every step worktree of this run that a killed
     /// interpreter left unusable (half-made: git cannot validate it, or its checkout has
     /// no `.git`). Resumed steps recreate their worktree; left in place, the entry's files
@@ -282,6 +281,7 @@ impl Workspace {
         Ok(())
     }
 
+    /// Makes sure the run worktree exists and is registered, creating it if needed.
     fn ensure_run_worktree(&self, repo: &Repository) -> Result<(), WorkspaceError> {
         let name = names::run_worktree_name(&self.run_id);
         if step_tree::worktree_is_usable(repo, &name, &self.run_worktree) {
