@@ -3,4 +3,5 @@
 pub mod leftover;
 pub mod process;
 pub mod report;
+pub mod spawn;
 pub mod tools;

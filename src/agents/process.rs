@@ -24,8 +24,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -296,30 +296,13 @@ pub async fn run_process(
     }
 
     adopt_orphans();
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // pgid = child's pid: lets us signal the child and everything it forks at once.
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(sandbox) = spec.sandbox.clone() {
-        // SAFETY: `enter` only makes system calls on memory prepared before the fork.
-        unsafe {
-            command.pre_exec(move || sandbox.enter());
-        }
-    }
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| {
+    let Started {
+        mut child,
+        stdin,
+        stdout: stdout_pipe,
+        stderr: stderr_pipe,
+    } = start(&spec).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
@@ -352,28 +335,17 @@ pub async fn run_process(
         },
         None => None,
     };
-    let pgid = child
-        .id()
-        .and_then(|pid| libc::pid_t::try_from(pid).ok())
-        .ok_or_else(|| io::Error::other("spawned child has no usable pid"))?;
+    let pgid = child.id();
     // From here on, any early return or a dropped future kills the group.
     let mut guard = GroupGuard { pgid: Some(pgid) };
 
-    let stdin_task = match (spec.stdin, child.stdin.take()) {
+    let stdin_task = match (spec.stdin, stdin) {
         (Some(bytes), Some(pipe)) => Some(tokio::spawn(feed_stdin(pipe, bytes))),
         _ => None,
     };
 
     // Readers stop on this signal only if the drain overruns (see DRAIN_TIMEOUT).
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stdout_pipe = child
-        .stdout
-        .take()
-        .ok_or_else(|| io::Error::other("child stdout was not piped"))?;
-    let stderr_pipe = child
-        .stderr
-        .take()
-        .ok_or_else(|| io::Error::other("child stderr was not piped"))?;
     let stdout_sink = StreamSink::new(
         stdout_file,
         spec.filter.as_ref().map(|f| f.start()),
@@ -438,6 +410,114 @@ pub async fn run_process(
         stderr_tail: String::from_utf8_lossy(&stderr.kept).into_owned(),
         duration: started.elapsed(),
     })
+}
+
+/// A started leader process and the parent's ends of its pipes.
+struct Started {
+    child: Leader,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stderr: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// Starts the leader: a program named by an absolute path and run unsandboxed (every
+/// `sh` line) through [`spawn`](super::spawn), which saves most of the cost of starting
+/// a process; anything else, or a kernel that path does not support, through tokio.
+fn start(spec: &ProcessSpec) -> io::Result<Started> {
+    if spec.sandbox.is_none() && spec.program.starts_with('/') {
+        let request = super::spawn::Request {
+            program: &spec.program,
+            args: &spec.args,
+            cwd: &spec.cwd,
+            env: &spec.env,
+            stdin_piped: spec.stdin.is_some(),
+        };
+        if let Some(spawned) = super::spawn::spawn(&request)? {
+            return Ok(Started {
+                child: Leader::Direct(spawned.child),
+                stdin: spawned
+                    .stdin
+                    .map(|p| Box::new(p) as Box<dyn AsyncWrite + Send + Unpin>),
+                stdout: Box::new(spawned.stdout),
+                stderr: Box::new(spawned.stderr),
+            });
+        }
+    }
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // pgid = child's pid: lets us signal the child and everything it forks at once.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(sandbox) = spec.sandbox.clone() {
+        // SAFETY: `enter` only makes system calls on memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || sandbox.enter());
+        }
+    }
+    let mut child = command.spawn()?;
+    let pid = child
+        .id()
+        .and_then(|pid| libc::pid_t::try_from(pid).ok())
+        .ok_or_else(|| io::Error::other("spawned child has no usable pid"))?;
+    let piped = || io::Error::other("child output was not piped");
+    Ok(Started {
+        stdin: child
+            .stdin
+            .take()
+            .map(|p| Box::new(p) as Box<dyn AsyncWrite + Send + Unpin>),
+        stdout: Box::new(child.stdout.take().ok_or_else(piped)?),
+        stderr: Box::new(child.stderr.take().ok_or_else(piped)?),
+        child: Leader::Tokio(child, pid),
+    })
+}
+
+/// The leader process of a step, however it was started.
+enum Leader {
+    /// Started by `tokio::process::Command` (killed on drop); with its pid.
+    Tokio(Child, libc::pid_t),
+    /// Started by [`spawn`](super::spawn) (killed on drop).
+    Direct(super::spawn::RawChild),
+}
+
+impl Leader {
+    fn id(&self) -> libc::pid_t {
+        match self {
+            Leader::Tokio(_, pid) => *pid,
+            Leader::Direct(child) => child.id(),
+        }
+    }
+
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Leader::Tokio(child, _) => child.wait().await,
+            Leader::Direct(child) => child.wait().await,
+        }
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Leader::Tokio(child, _) => child.try_wait(),
+            Leader::Direct(child) => child.try_wait(),
+        }
+    }
+
+    fn start_kill(&mut self) -> io::Result<()> {
+        match self {
+            Leader::Tokio(child, _) => child.start_kill(),
+            Leader::Direct(child) => child.start_kill(),
+        }
+    }
 }
 
 /// The allowlist proxy of one process: it ends with the process.
@@ -603,7 +683,7 @@ fn group_has_running_member(pgid: libc::pid_t) -> bool {
 
 /// Ends the whole group: SIGTERM, up to [`KILL_GRACE`] for it to go, then
 /// SIGKILL. Also reaps the leader.
-async fn terminate_group(pgid: libc::pid_t, child: &mut Child) -> io::Result<()> {
+async fn terminate_group(pgid: libc::pid_t, child: &mut Leader) -> io::Result<()> {
     // The common case, a step whose processes all exited: the group is already gone
     // and there is nothing to wait for (this saves a thread hop per step).
     if !signal_group(pgid, libc::SIGTERM) {
@@ -620,7 +700,7 @@ async fn terminate_group(pgid: libc::pid_t, child: &mut Child) -> io::Result<()>
 
 /// Polls until the leader is reaped and the group is empty, for at most
 /// [`KILL_GRACE`]; returns whether the group went away.
-async fn wait_group_gone(pgid: libc::pid_t, child: &mut Child) -> io::Result<bool> {
+async fn wait_group_gone(pgid: libc::pid_t, child: &mut Leader) -> io::Result<bool> {
     let give_up = Instant::now() + KILL_GRACE;
     loop {
         // The leader is our child, so we reap it here; its status is taken
@@ -682,7 +762,7 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Feeds stdin, then closes it so the child sees EOF.
-async fn feed_stdin(mut pipe: ChildStdin, bytes: Vec<u8>) -> io::Result<()> {
+async fn feed_stdin<W: AsyncWrite + Unpin>(mut pipe: W, bytes: Vec<u8>) -> io::Result<()> {
     // A child that exits or closes stdin without reading all of it is normal
     // (`head -c 5`, `true`): that is EPIPE here, not a failure. Rust programs
     // ignore SIGPIPE, so the write returns the error instead of killing us.
