@@ -12,9 +12,9 @@
 #
 # runbook runs `run --no-input --in-place --sandbox off FILE` (ninja and make confine
 # nothing; what the OS sandbox costs is bench/sandbox.sh's measure) in a fresh temp dir
-# outside any git repo
-# (one per measurement; .runbook/ records are removed before every timed run), once with
-# its default job count and once with `--jobs 2`.
+# outside any git repo (one per measurement; every timed run adds its own
+# .runbook/runs/<id>/ and nothing is deleted until the script exits), once with its
+# default job count and once with `--jobs 2`.
 # Output: a markdown report on stdout (also saved to bench/out/run/report.md); raw
 # hyperfine JSON and tool output under bench/out/run/.
 set -euo pipefail
