@@ -610,3 +610,33 @@ fn a_host_list_admits_only_its_hosts_through_the_proxy() {
     );
     assert_eq!(log("around_proxy"), "");
 }
+
+#[test]
+fn a_project_under_dev_shm_is_refused_with_the_reason() {
+    // The sandbox mounts a private /dev/shm, which would hide such a tree from the step:
+    // the user must hear that, not "cannot start /bin/sh: No such file or directory".
+    let t = Test::new_in(Path::new("/dev/shm")).runbook(
+        r#"
+runbook shm {
+  phase only {
+    step s { sh "true" }
+  }
+}
+"#,
+    );
+    let out = t.command(&["run", RUNBOOK, "--in-place", "--no-input"]);
+    out.code(1);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("is under /dev/shm"), "{said}");
+    assert!(said.contains("move the project out of /dev/shm"), "{said}");
+    // With the sandbox off the same tree runs.
+    t.command(&[
+        "run",
+        RUNBOOK,
+        "--in-place",
+        "--no-input",
+        "--sandbox",
+        "off",
+    ])
+    .code(0);
+}

@@ -354,6 +354,17 @@ fn receive_fd(from: &std::os::fd::OwnedFd) -> io::Result<std::os::fd::OwnedFd> {
     }
 }
 
+/// The first path the step needs (its working directory, then its roots) that the
+/// private `/dev/shm` mounted over the real one would hide.
+fn hidden_by_private_shm(policy: &Policy) -> Option<&Path> {
+    policy.shm.as_ref()?;
+    std::iter::once(&policy.cwd)
+        .chain(&policy.write)
+        .chain(&policy.read)
+        .map(PathBuf::as_path)
+        .find(|p| p.starts_with("/dev/shm"))
+}
+
 fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a path"))
@@ -362,6 +373,17 @@ fn cstring(path: &Path) -> io::Result<CString> {
 impl Prepared {
     /// Builds every layer for a process confined to `policy`.
     pub fn new(policy: &Policy, support: &Support) -> Result<Prepared, SandboxError> {
+        if let Some(hidden) = hidden_by_private_shm(policy) {
+            return Err(SandboxError::Prepare(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is under /dev/shm, which the sandbox replaces with an empty \
+                     directory of the step's own, so the step would not find it; move the \
+                     project out of /dev/shm, or run with `--sandbox off`",
+                    hidden.display()
+                ),
+            )));
+        }
         let restrict = landlock::Restrict {
             tcp: policy.network != Net::On,
             scopes: true,

@@ -53,6 +53,18 @@ impl Test {
         }
     }
 
+    /// Like [`Test::new`], with the directory made inside `parent`.
+    pub fn new_in(parent: &Path) -> Test {
+        Test {
+            dir: tempfile::Builder::new()
+                .prefix("runbook-test")
+                .tempdir_in(parent)
+                .expect("create a temporary directory"),
+            args: vec!["run".into(), RUNBOOK.into()],
+            env: Vec::new(),
+        }
+    }
+
     /// Writes the runbook (as `test.runbook`).
     pub fn runbook(self, text: &str) -> Test {
         self.write(RUNBOOK, text)
