@@ -491,8 +491,9 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
-/// Moves a descriptor that landed on 0, 1 or 2 (the interpreter was started with one
-/// of them closed) above 2, so that redirecting the child's stdio cannot clobber it.
+/// Moves a descriptor that landed on 0, 1 or 2 above 2, so that redirecting the child's
+/// stdio cannot clobber it. Rust's start-up code opens `/dev/null` on any of the three
+/// that is closed, so this only matters if one is closed later on.
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
