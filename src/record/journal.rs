@@ -26,7 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use serde::de::DeserializeOwned;
@@ -34,6 +34,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::crash;
+use super::lock;
 use super::redact::Redactor;
 use super::run_dir::sync_dir;
 
@@ -174,12 +175,6 @@ struct State {
 struct Progress {
     durable: u64,
     failed: Option<Arc<io::Error>>,
-}
-
-/// Locks a mutex, ignoring poison: no critical section here can leave the
-/// state half-updated, so the data is still consistent after a panic elsewhere.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Journal {

@@ -22,6 +22,12 @@ pub use run_id::{ParseRunIdError, RunId};
 
 use sha2::{Digest, Sha256};
 
+/// Locks a mutex, ignoring poison: no critical section of the record stage can leave
+/// its state half-updated, so the data is still consistent after a panic elsewhere.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

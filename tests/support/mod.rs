@@ -43,14 +43,7 @@ impl Default for Test {
 impl Test {
     /// A fresh, empty temporary directory; by default `run()` runs `runbook run test.runbook`.
     pub fn new() -> Test {
-        Test {
-            dir: tempfile::Builder::new()
-                .prefix("runbook-test")
-                .tempdir()
-                .expect("create a temporary directory"),
-            args: vec!["run".into(), RUNBOOK.into()],
-            env: Vec::new(),
-        }
+        Test::new_in(&std::env::temp_dir())
     }
 
     /// Like [`Test::new`], with the directory made inside `parent`.
