@@ -30,7 +30,7 @@ pub fn key_variables(tool: Tool) -> &'static [&'static str] {
         Tool::Claude => &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"],
         Tool::Codex => &["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL"],
         Tool::Gemini => &["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"],
-        Tool::Aider => &["OPENAI_API_KEY", "ANTHROPIC_API_KEY"],
+        Tool::Aider => &["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_BASE"],
     }
 }
 
@@ -79,6 +79,12 @@ pub struct Invocation {
     pub prompt_on_stdin: bool,
     /// Programs the tool starts itself (its MCP servers): the sandbox lets it read them.
     pub programs: Vec<String>,
+    /// Paths the tool creates in the working tree for itself (caches): removed when it
+    /// exits unless they were there before, so that they are not taken for its work.
+    pub scratch: Vec<PathBuf>,
+    /// Files to copy before the start: (absolute source, destination relative to the
+    /// attempt's home). A missing source is skipped.
+    pub copies: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Why an invocation cannot be built.
@@ -118,6 +124,8 @@ pub fn invocation(req: &Request) -> Result<Invocation, InvocationError> {
             .filter_map(|s| mcp_argv(s).ok())
             .map(|a| a[0].clone())
             .collect(),
+        scratch: Vec::new(),
+        copies: Vec::new(),
     };
     match req.tool {
         Tool::Claude => claude(req, &mut inv)?,
@@ -174,6 +182,22 @@ fn endpoint(req: &Request, name: &str, default: &str) -> Result<String, Invocati
             value: url.to_string(),
         }),
     }
+}
+
+/// The git directory of the checkout at `workdir` and the repository's common directory
+/// (they differ for a worktree, whose `.git` is a file naming its own git directory).
+fn git_dirs(workdir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dot_git = workdir.join(".git");
+    if dot_git.is_dir() {
+        return Some((dot_git.clone(), dot_git));
+    }
+    let pointer = std::fs::read_to_string(&dot_git).ok()?;
+    let git_dir = workdir.join(pointer.strip_prefix("gitdir:")?.trim());
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(relative) => git_dir.join(relative.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    Some((git_dir, common))
 }
 
 /// An MCP server name as the tools accept it in tool names (`[A-Za-z0-9_-]`): imported
@@ -535,13 +559,49 @@ fn aider(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
             "--no-check-update",
             "--no-pretty",
             "--no-stream",
+            // Left to itself aider adds `.aider*` to the repository's .gitignore and
+            // keeps its chat history beside it: files of its own in the step's changes,
+            // outside any narrower `write`. The history goes to the attempt's home.
+            "--no-gitignore",
         ]
         .map(String::from),
     );
+    let home = |name: &str| req.home.join(name).display().to_string();
+    inv.argv.extend([
+        "--chat-history-file".into(),
+        home(".aider.chat.history.md"),
+        "--input-history-file".into(),
+        home(".aider.input.history"),
+    ]);
     if let Some(model) = &req.agent.model {
         inv.argv.extend(["--model".into(), model.value.clone()]);
     }
-    inv.endpoints.push("api.openai.com:443".into());
+    // Its repository map's cache has no option for where it goes: always the top of the
+    // working tree.
+    inv.scratch.push(req.workdir.join(".aider.tags.cache.v4"));
+    // aider `git add`s every file it creates, and gives up on the file (leaving it empty)
+    // when that fails, as it does in the sandbox, where the repository is read-only. So
+    // its git gets an index and an object store of its own in the attempt's home: a copy
+    // of the worktree's index, and new objects beside the repository's (an alternate).
+    if let Some((git_dir, common_dir)) = git_dirs(req.workdir) {
+        let scratch = Path::new(".aider-git");
+        inv.copies
+            .push((git_dir.join("index"), scratch.join("index")));
+        inv.files.push((
+            scratch.join("objects/info/alternates"),
+            format!("{}\n", common_dir.join("objects").display()),
+        ));
+        for (name, path) in [
+            ("GIT_INDEX_FILE", "index"),
+            ("GIT_OBJECT_DIRECTORY", "objects"),
+        ] {
+            let value = req.home.join(scratch).join(path).display().to_string();
+            inv.env.push((name.into(), value));
+        }
+    }
+    // An OpenAI-compatible gateway or local server replaces api.openai.com.
+    inv.endpoints
+        .push(endpoint(req, "OPENAI_API_BASE", "api.openai.com:443")?);
     inv.endpoints.push("api.anthropic.com:443".into());
     Ok(())
 }
@@ -740,5 +800,39 @@ mod tests {
         assert_eq!(claude_path("./a", Some(home)), "a");
         assert_eq!(claude_path("/etc/x", Some(home)), "//etc/x");
         assert_eq!(claude_path("~/.cache/**", Some(home)), "//home/u/.cache/**");
+    }
+
+    #[test]
+    fn aider_keeps_its_own_files_out_of_the_tree_and_follows_its_gateway() {
+        let rb = lowered(
+            "runbook t {\n  agent a { kind aider  model \"openai/m\" }\n  phase p { step s by a { prompt \"hi\" } }\n}\n",
+        );
+        let inv = build(&rb, "a", &[], true);
+        let joined = inv.argv.join(" ");
+        for part in [
+            "aider --message-file /r/prompt.md --yes-always --no-auto-commits",
+            "--no-gitignore",
+            "--chat-history-file /h/.aider.chat.history.md",
+            "--input-history-file /h/.aider.input.history",
+            "--model openai/m",
+        ] {
+            assert!(joined.contains(part), "{joined}");
+        }
+        assert!(!inv.prompt_on_stdin);
+        assert_eq!(inv.scratch, vec![Path::new("/w/.aider.tags.cache.v4")]);
+        assert_eq!(
+            inv.endpoints,
+            vec!["api.openai.com:443", "api.anthropic.com:443"]
+        );
+        let local = build(
+            &rb,
+            "a",
+            &[("OPENAI_API_BASE", "http://127.0.0.1:8080/v1")],
+            true,
+        );
+        assert_eq!(
+            local.endpoints,
+            vec!["127.0.0.1:8080", "api.anthropic.com:443"]
+        );
     }
 }

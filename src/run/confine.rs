@@ -41,11 +41,35 @@ fn program_reads(program: &Path) -> Vec<PathBuf> {
         .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
         .last()
         .map(Path::to_path_buf);
+    // A Python virtual environment (pip, pipx and uv install aider in one): all of it,
+    // and the installation its `python` comes from.
+    let venv = real
+        .parent()
+        .and_then(Path::parent)
+        .filter(|v| v.join("pyvenv.cfg").is_file())
+        .map(Path::to_path_buf);
+    if let Some(venv) = venv {
+        out.extend(python_home(&venv.join("pyvenv.cfg")));
+        out.push(venv);
+    }
     match top_modules {
         Some(m) => out.push(m),
         None => out.push(real),
     }
     out
+}
+
+/// The installation a virtual environment's `python` comes from: the parent of the
+/// `home` directory its `pyvenv.cfg` names.
+fn python_home(cfg: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(cfg).ok()?;
+    let home = text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+    })?;
+    home.is_absolute()
+        .then(|| home.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 /// The network of a process of `agent` that talks to its model at `endpoints`: a CLI
@@ -235,4 +259,33 @@ pub fn proxy_env(session: &Session, agent: &Agent, endpoints: &[String]) -> Vec<
     env.push(("NO_PROXY".into(), String::new()));
     env.push(("no_proxy".into(), String::new()));
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_in_a_python_environment_reads_the_environment_and_its_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "home = /opt/python/bin\ninclude-system-site-packages = false\n",
+        )
+        .unwrap();
+        let program = venv.join("bin/aider");
+        std::fs::write(&program, "#!/usr/bin/env python\n").unwrap();
+        let reads = program_reads(&program);
+        let venv = std::fs::canonicalize(&venv).unwrap();
+        assert!(reads.contains(&venv), "{reads:?}");
+        assert!(reads.contains(&PathBuf::from("/opt/python")), "{reads:?}");
+
+        // Anything else reads itself only.
+        let plain = dir.path().join("tool");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let reads = program_reads(&plain);
+        assert!(!reads.iter().any(|r| r.ends_with("venv")), "{reads:?}");
+    }
 }

@@ -589,7 +589,10 @@ async fn attempt_once(
                 echo: session.echo(&n.name),
                 sandbox: sandbox.clone(),
             };
-            run_process(spec, session.cancel.clone()).await
+            let scratch = invocation.as_ref().map(new_scratch).unwrap_or_default();
+            let outcome = run_process(spec, session.cancel.clone()).await;
+            remove_scratch(&scratch);
+            outcome
         }
         AgentKind::Shell => {
             run_lines(
@@ -1165,9 +1168,51 @@ fn prepare_tool(
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
     }
+    for (source, rel) in &inv.copies {
+        let path = home.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        match std::fs::copy(source, &path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "cannot copy {} to {}: {e}",
+                    source.display(),
+                    path.display()
+                ));
+            }
+            _ => {}
+        }
+    }
     env.retain(|(k, _)| !inv.env.iter().any(|(n, _)| n == k));
     env.extend(inv.env.iter().cloned());
     Ok(inv)
+}
+
+/// The scratch paths of a tool that are not there yet: those it makes are its own.
+fn new_scratch(inv: &crate::agents::tools::Invocation) -> Vec<std::path::PathBuf> {
+    inv.scratch
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .cloned()
+        .collect()
+}
+
+/// Removes what the tool made of its scratch paths. A path that cannot be removed stays
+/// and is seen, like any other file, by the check of what the step changed.
+fn remove_scratch(paths: &[std::path::PathBuf]) {
+    for path in paths {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// The most an attempt of `agent` may cost: its own budget, capped by what is left of

@@ -9,8 +9,9 @@
 //!
 //! Plain std: a listener on 127.0.0.1, one thread per connection, hand-written HTTP/1.1
 //! (Content-Length and chunked request bodies, keep-alive). The request path picks the
-//! wire protocol: Anthropic Messages (`/v1/messages`), OpenAI Responses (`/v1/responses`)
-//! or Gemini (`/v1beta/models/M:streamGenerateContent`). Every *model request* (the agent
+//! wire protocol: Anthropic Messages (`/v1/messages`), OpenAI Responses (`/v1/responses`),
+//! OpenAI Chat Completions (`/v1/chat/completions`, aider's) or Gemini
+//! (`/v1beta/models/M:streamGenerateContent`). Every *model request* (the agent
 //! asking what to do next) consumes the next scripted [`Turn`]; side requests (token
 //! counts, title or quota probes, Gemini's JSON checks) get a neutral answer and leave
 //! the script alone. Every response reports token usage, so agents report tokens and cost.
@@ -74,6 +75,9 @@ impl Recorded {
 enum Protocol {
     Anthropic,
     OpenAi,
+    /// OpenAI Chat Completions, as aider (through litellm) speaks it: no tools, the
+    /// edits are in the text.
+    Chat,
     Gemini,
 }
 
@@ -441,6 +445,8 @@ fn protocol_of(path: &str) -> Option<Protocol> {
         Some(Protocol::Anthropic)
     } else if path.starts_with("/v1/responses") {
         Some(Protocol::OpenAi)
+    } else if path.ends_with("/chat/completions") {
+        Some(Protocol::Chat)
     } else if path.contains("/models/") && path.starts_with("/v1") {
         Some(Protocol::Gemini)
     } else {
@@ -456,6 +462,8 @@ fn is_model_request(protocol: Protocol, path: &str, body: &Value) -> bool {
         // count_tokens, and the quota/title probes (no tools, often not streamed).
         Protocol::Anthropic => path == "/v1/messages" && body["stream"] == true && has_tools,
         Protocol::OpenAi => path == "/v1/responses" && has_tools,
+        // Every completion is the model's move: aider has no side calls.
+        Protocol::Chat => true,
         // generateContent (no stream) is Gemini's JSON side calls: next speaker, routing,
         // loop detection; countTokens and the rest are side calls too.
         Protocol::Gemini => path.ends_with(":streamGenerateContent") && has_tools,
@@ -506,6 +514,7 @@ fn handle(state: &State, request: Request) -> Response {
     match protocol {
         Protocol::Anthropic => anthropic_turn(&turn, &body, serial, usage),
         Protocol::OpenAi => openai_turn(&turn, &body, serial, usage),
+        Protocol::Chat => chat_turn(&turn, &body, serial, usage),
         Protocol::Gemini => gemini_turn(&turn, &body, serial, usage),
     }
 }
@@ -564,6 +573,7 @@ fn side_answer(protocol: Protocol, path: &str, body: &Value, usage: Usage) -> Re
             }),
         ),
         Protocol::OpenAi => openai_turn(&Turn::Text("ok".into()), body, 0, usage),
+        Protocol::Chat => chat_turn(&Turn::Text("ok".into()), body, 0, usage),
         Protocol::Gemini if route.ends_with(":countTokens") => {
             Response::json(200, json!({ "totalTokens": usage.input }))
         }
@@ -742,6 +752,70 @@ fn openai_turn(turn: &Turn, body: &Value, serial: usize, usage: Usage) -> Respon
             .iter()
             .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
             .collect(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI Chat Completions
+
+/// A chat completion: the turn as text, a `Write` in aider's "whole" edit format (the
+/// path on a line, then the file's whole content fenced). Tool turns have no form here.
+fn chat_turn(turn: &Turn, body: &Value, serial: usize, usage: Usage) -> Response {
+    let text = match turn {
+        Turn::Fail { status, message } => {
+            return Response::json(
+                *status,
+                json!({ "error": { "message": message, "type": "invalid_request_error",
+                                   "code": null, "param": null } }),
+            );
+        }
+        Turn::Text(text) => text.clone(),
+        Turn::Write { path, content } => {
+            let newline = if content.ends_with('\n') { "" } else { "\n" };
+            format!("{path}\n```\n{content}{newline}```\n")
+        }
+        Turn::Shell(_) | Turn::Tool { .. } => {
+            panic!("the chat protocol has no tool calls: script {turn:?} for another agent")
+        }
+    };
+    let usage = json!({
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": usage.input + usage.output,
+    });
+    let id = format!("chatcmpl-scripted-{serial}");
+    if body["stream"] == true {
+        let chunk = |delta: Value, finish: Value, usage: Value| {
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": 0,
+                "model": body["model"],
+                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+                "usage": usage,
+            })
+        };
+        let events = [
+            chunk(
+                json!({ "role": "assistant", "content": text }),
+                Value::Null,
+                Value::Null,
+            ),
+            chunk(json!({}), json!("stop"), usage),
+        ];
+        let mut stream: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        stream.push_str("data: [DONE]\n\n");
+        return Response::sse(stream);
+    }
+    Response::json(
+        200,
+        json!({
+            "id": id, "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": text },
+                "finish_reason": "stop",
+            }],
+            "usage": usage,
+        }),
     )
 }
 
@@ -1013,6 +1087,55 @@ pub fn agent_bin_dir() -> PathBuf {
             "`npm ci` in {} failed (the agent tests need claude, codex and gemini from the npm registry):\n{}",
             project.display(),
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
+
+/// The directory holding aider: `RUNBOOK_AIDER_BIN`, or the `bin` of the virtual
+/// environment tests/agents/.venv, made there with `pip` from tests/agents/requirements.txt
+/// (every package pinned) the first time a test needs it. Panics when it cannot be had.
+pub fn aider_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUNBOOK_AIDER_BIN") {
+        return PathBuf::from(dir);
+    }
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents");
+    let venv = project.join(".venv");
+    let bin = venv.join("bin");
+    let complete = || bin.join("aider").exists();
+    if complete() {
+        return bin;
+    }
+    let lock =
+        std::fs::File::create(project.join(".install.lock")).expect("create the install lock");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` drops.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "cannot lock {}", project.display());
+    if !complete() {
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .current_dir(&project)
+                .output()
+                .unwrap_or_else(|e| panic!("the aider tests need `{program}`: {e}"));
+            assert!(
+                out.status.success(),
+                "`{program} {}` in {} failed (the aider tests need python3 with venv and PyPI):\n{}",
+                args.join(" "),
+                project.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("python3", &["-m", "venv", ".venv"]);
+        run(
+            ".venv/bin/pip",
+            &["install", "--quiet", "--no-input", "-r", "requirements.txt"],
+        );
+        assert!(
+            complete(),
+            "pip did not install {}",
+            bin.join("aider").display()
         );
     }
     bin
