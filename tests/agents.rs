@@ -99,8 +99,8 @@ fn project(agent: Agent, setup: Setup) -> Test {
         "aider" => "model   \"openai/scripted-model\"",
         _ => "",
     };
-    // aider's output is all it printed, quotes included: too much to paste into a
-    // quoted shell word, so its report is the output's length.
+    // aider's output holds a fenced block, lines and backquotes: its report is the
+    // output's length.
     let report = if agent.name == "aider" {
         "echo {{ steps.edit.output | length }} > report.txt"
     } else {
@@ -637,9 +637,17 @@ fn aider_write_lands_alone(sandbox: &[&str]) {
     let asked = server.model_requests();
     assert_eq!(asked.len(), 1, "{why}");
     assert!(asked[0].raw_body.contains("Add src/new.txt"), "{why}");
-    // What aider printed is the step's output.
+    // The model's reply is the step's output, read from aider's chat history, which
+    // the records keep; so are its token counts.
     let message = run.attempt_file("edit", 1, "message.md");
-    assert!(message.contains("src/new.txt"), "{message}");
+    assert_eq!(message, "src/new.txt\n```\nwritten by aider\n```", "{why}");
+    let transcript = run.attempt_file("edit", 1, "transcript.md");
+    assert!(transcript.contains("#### Add src/new.txt"), "{transcript}");
+    let r = report(&t, "edit", 1);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["turns"], 1, "{r}");
+    assert_eq!(r["input_tokens"], 1000, "{r}");
+    assert_eq!(r["output_tokens"], 100, "{r}");
     let length: usize = on_branch(&t, "report.txt")
         .unwrap_or_default()
         .trim()

@@ -54,12 +54,71 @@ pub fn parse(
         Tool::Gemini => gemini_stream(stdout, exit_code)
             .or_else(|| gemini(stdout, exit_code))
             .or_else(|| gemini(stderr, exit_code)),
-        Tool::Aider => Some(AgentReport {
-            ok: exit_code == Some(0),
-            reason: None,
-            message: stdout.trim().to_string(),
-            ..Default::default()
-        }),
+        Tool::Aider => Some(aider(None, stdout, exit_code)),
+    }
+}
+
+/// aider's report. It prints text only, so success is its exit code. With its chat
+/// history (`--chat-history-file`: its own output quoted with `> `, the user's messages
+/// as `#### ` lines, the model's replies as they are) the message is the model's last
+/// reply and the tokens are the sums of its `Tokens: N sent, M received.` lines, one
+/// per model request (aider rounds counts above 1,000 to hundreds: `1.2k`); without it,
+/// the message is all it printed.
+pub fn aider(history: Option<&str>, stdout: &str, exit_code: Option<i32>) -> AgentReport {
+    let mut report = AgentReport {
+        ok: exit_code == Some(0),
+        message: stdout.trim().to_string(),
+        ..Default::default()
+    };
+    let Some(history) = history else {
+        return report;
+    };
+    let mut reply: Vec<&str> = Vec::new();
+    let (mut sent, mut received, mut turns) = (0u64, 0u64, 0u64);
+    for line in history.lines() {
+        if line.starts_with("#### ") {
+            reply.clear();
+        } else if let Some(quoted) = line.strip_prefix('>') {
+            if let Some((s, r)) = aider_tokens(quoted.trim()) {
+                sent += s;
+                received += r;
+                turns += 1;
+            }
+        } else {
+            reply.push(line);
+        }
+    }
+    let reply = reply.join("\n");
+    if !reply.trim().is_empty() {
+        report.message = reply.trim().to_string();
+    }
+    if turns > 0 {
+        report.turns = Some(turns);
+        report.input_tokens = Some(sent);
+        report.output_tokens = Some(received);
+    }
+    report
+}
+
+/// The counts of aider's `Tokens: 1.2k sent, 340 received.` (more may follow: cache
+/// counts, cost).
+fn aider_tokens(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("Tokens: ")?;
+    let (sent, rest) = rest.split_once(" sent, ")?;
+    let received = rest.split_whitespace().next()?;
+    Some((aider_count(sent)?, aider_count(received)?))
+}
+
+/// `340`, `1.2k`, `15k` as a number.
+fn aider_count(text: &str) -> Option<u64> {
+    let text = text.trim_end_matches([',', '.']);
+    match text.strip_suffix('k') {
+        Some(thousands) => thousands
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(|n| (n * 1000.0).round() as u64),
+        None => text.parse().ok(),
     }
 }
 
@@ -506,5 +565,25 @@ mod tests {
         let err = "Error: at x (y.js:1)\n{\n  \"session_id\": \"s\",\n  \"error\": {\"type\": \"Error\", \"message\": \"[{\\\"error\\\":{\\\"code\\\":400,\\\"message\\\":\\\"scripted failure\\\"}}]\", \"code\": 400}\n}\n";
         let r = parse(Tool::Gemini, "", err, Some(144)).unwrap();
         assert_eq!(r.reason.as_deref(), Some("gemini: scripted failure"));
+    }
+
+    #[test]
+    fn aider_reply_and_tokens_come_from_its_chat_history() {
+        let history = "\n# aider chat started at 2026-12-03 19:23:12\n\n> Aider v0.86.2  \n> Model: openai/m with whole edit format  \n\n#### Create hello.txt  \n#### saying hello  \n\nhello.txt\n```\nhello\n```\n\n> Tokens: 1.2k sent, 340 received.  \n> Applied edit to hello.txt  \n\n#### And bye.txt  \n\nbye.txt\n```\nbye\n```\n\n> Tokens: 15k sent, 1.0k received. Cost: $0.01 message, $0.02 session.  \n";
+        let r = aider(Some(history), "banner\nhello.txt\n", Some(0));
+        assert!(r.ok);
+        assert_eq!(r.message, "bye.txt\n```\nbye\n```");
+        assert_eq!(r.turns, Some(2));
+        assert_eq!(r.input_tokens, Some(16_200));
+        assert_eq!(r.output_tokens, Some(1_340));
+        assert_eq!(r.cost_usd, None);
+
+        // No history (or nothing in it): what it printed, and its exit code.
+        let r = aider(None, "  printed\n", Some(1));
+        assert!(!r.ok);
+        assert_eq!(r.message, "printed");
+        assert_eq!(r.turns, None);
+        let r = aider(Some("> Aider v0.86.2\n"), "printed", Some(0));
+        assert_eq!(r.message, "printed");
     }
 }

@@ -85,6 +85,9 @@ pub struct Invocation {
     /// Files to copy before the start: (absolute source, destination relative to the
     /// attempt's home). A missing source is skipped.
     pub copies: Vec<(PathBuf, PathBuf)>,
+    /// Where the tool writes its conversation (aider's chat history): kept in the
+    /// records as `transcript.md`, and read for its report.
+    pub transcript: Option<PathBuf>,
 }
 
 /// Why an invocation cannot be built.
@@ -126,6 +129,7 @@ pub fn invocation(req: &Request) -> Result<Invocation, InvocationError> {
             .collect(),
         scratch: Vec::new(),
         copies: Vec::new(),
+        transcript: None,
     };
     match req.tool {
         Tool::Claude => claude(req, &mut inv)?,
@@ -563,10 +567,14 @@ fn aider(req: &Request, inv: &mut Invocation) -> Result<(), InvocationError> {
             // keeps its chat history beside it: files of its own in the step's changes,
             // outside any narrower `write`. The history goes to the attempt's home.
             "--no-gitignore",
+            // Headless, these only ask to open a browser (and --yes-always says yes).
+            "--no-show-model-warnings",
+            "--no-show-release-notes",
         ]
         .map(String::from),
     );
     let home = |name: &str| req.home.join(name).display().to_string();
+    inv.transcript = Some(req.home.join(".aider.chat.history.md"));
     inv.argv.extend([
         "--chat-history-file".into(),
         home(".aider.chat.history.md"),
@@ -819,6 +827,10 @@ mod tests {
             assert!(joined.contains(part), "{joined}");
         }
         assert!(!inv.prompt_on_stdin);
+        assert_eq!(
+            inv.transcript.as_deref(),
+            Some(Path::new("/h/.aider.chat.history.md"))
+        );
         assert_eq!(inv.scratch, vec![Path::new("/w/.aider.tags.cache.v4")]);
         assert_eq!(
             inv.endpoints,

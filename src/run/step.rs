@@ -630,7 +630,16 @@ async fn attempt_once(
                 .map(|a| session.redactor.redact_str(a))
                 .collect(),
         );
-        apply_report(session, agent, t, &dir, &stdout_path, &mut result);
+        let transcript = inv.transcript.as_deref();
+        apply_report(
+            session,
+            agent,
+            t,
+            &dir,
+            &stdout_path,
+            transcript,
+            &mut result,
+        );
     }
     if result.ok {
         for p in &step.produces {
@@ -1246,6 +1255,7 @@ fn apply_report(
     tool: crate::ir::Tool,
     dir: &std::path::Path,
     stdout_path: &std::path::Path,
+    transcript: Option<&std::path::Path>,
     result: &mut AttemptResult,
 ) {
     // The report comes last and can follow megabytes of events: read the whole log,
@@ -1253,7 +1263,29 @@ fn apply_report(
     let text = read_prefix_lossy(stdout_path, 256 << 20);
     let errors = read_prefix_lossy(&dir.join("stderr.log"), 16 << 20);
     let timed_out = result.exit_code.is_none() && !result.ok;
-    let Some(report) = crate::agents::report::parse(tool, &text, &errors, result.exit_code) else {
+    // The tool's own transcript goes with the records (it lives in the attempt's home,
+    // which goes away), redacted like everything there.
+    let conversation = transcript
+        .filter(|p| p.is_file())
+        .map(|p| read_prefix_lossy(p, 64 << 20));
+    if let Some(conversation) = &conversation {
+        let path = dir.join("transcript.md");
+        let redacted = session.redactor.redact_str(conversation);
+        if let Err(e) = crate::record::run_dir::write_record(&path, redacted.as_bytes()) {
+            session
+                .progress
+                .warn(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let report = match (tool, &conversation) {
+        (crate::ir::Tool::Aider, Some(history)) => Some(crate::agents::report::aider(
+            Some(history),
+            &text,
+            result.exit_code,
+        )),
+        _ => crate::agents::report::parse(tool, &text, &errors, result.exit_code),
+    };
+    let Some(report) = report else {
         if result.ok {
             result.ok = false;
             // Whatever the tool said instead is usually why (not logged in, a bad flag).
