@@ -1053,6 +1053,48 @@ fn content_text(value: &Value) -> String {
 /// The binaries `tests/agents/package.json` pins (and `.ci/run` installs).
 const AGENT_BINARIES: [&str; 4] = ["claude", "codex", "gemini", "mcp-server-filesystem"];
 
+/// tests/agents, where the pinned agents are installed.
+fn agents_project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents")
+}
+
+/// Runs `program args` in tests/agents, panicking with its stderr and `needs` (what the
+/// tests need, for the reader) when it fails.
+fn install_step(program: &str, args: &[&str], needs: &str) {
+    let project = agents_project();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(&project)
+        .output()
+        .unwrap_or_else(|e| panic!("{needs}: cannot run `{program}`: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` in {} failed ({needs}):\n{}",
+        args.join(" "),
+        project.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `install` unless `complete()` holds, one installer at a time across test threads
+/// and test processes; panics unless `complete()` holds afterwards.
+fn install_once(complete: impl Fn() -> bool, install: impl FnOnce(), what: &str) {
+    if complete() {
+        return;
+    }
+    let project = agents_project();
+    let lock =
+        std::fs::File::create(project.join(".install.lock")).expect("create the install lock");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` drops.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "cannot lock {}", project.display());
+    if !complete() {
+        install();
+        assert!(complete(), "installing {what} left it incomplete");
+    }
+}
+
 /// The directory holding the real agents' binaries: `RUNBOOK_AGENT_BIN`, or
 /// tests/agents/node_modules/.bin, installed there with `npm ci` (pinned by the
 /// lockfile) the first time a test needs it, so that `cargo test` alone runs every test
@@ -1061,34 +1103,18 @@ pub fn agent_bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RUNBOOK_AGENT_BIN") {
         return PathBuf::from(dir);
     }
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents");
-    let bin = project.join("node_modules/.bin");
-    let complete = || AGENT_BINARIES.iter().all(|b| bin.join(b).exists());
-    if complete() {
-        return bin;
-    }
-    // One installer at a time, across test threads and test processes.
-    let lock =
-        std::fs::File::create(project.join(".install.lock")).expect("create the install lock");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function owns; released when `lock` drops.
-    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(locked, 0, "cannot lock {}", project.display());
-    if !complete() {
-        let out = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&project)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("the agent tests need npm to install the pinned agents in tests/agents: {e}")
-            });
-        assert!(
-            out.status.success() && complete(),
-            "`npm ci` in {} failed (the agent tests need claude, codex and gemini from the npm registry):\n{}",
-            project.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let bin = agents_project().join("node_modules/.bin");
+    install_once(
+        || AGENT_BINARIES.iter().all(|b| bin.join(b).exists()),
+        || {
+            install_step(
+                "npm",
+                &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                "the agent tests need claude, codex and gemini from the npm registry",
+            )
+        },
+        "the npm agents",
+    );
     bin
 }
 
@@ -1099,44 +1125,19 @@ pub fn aider_bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RUNBOOK_AIDER_BIN") {
         return PathBuf::from(dir);
     }
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents");
-    let venv = project.join(".venv");
-    let bin = venv.join("bin");
-    let complete = || bin.join("aider").exists();
-    if complete() {
-        return bin;
-    }
-    let lock =
-        std::fs::File::create(project.join(".install.lock")).expect("create the install lock");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function owns; released when `lock` drops.
-    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(locked, 0, "cannot lock {}", project.display());
-    if !complete() {
-        let run = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new(program)
-                .args(args)
-                .current_dir(&project)
-                .output()
-                .unwrap_or_else(|e| panic!("the aider tests need `{program}`: {e}"));
-            assert!(
-                out.status.success(),
-                "`{program} {}` in {} failed (the aider tests need python3 with venv and PyPI):\n{}",
-                args.join(" "),
-                project.display(),
-                String::from_utf8_lossy(&out.stderr)
+    let bin = agents_project().join(".venv/bin");
+    let needs = "the aider tests need python3 with venv, and PyPI";
+    install_once(
+        || bin.join("aider").exists(),
+        || {
+            install_step("python3", &["-m", "venv", ".venv"], needs);
+            install_step(
+                ".venv/bin/pip",
+                &["install", "--quiet", "--no-input", "-r", "requirements.txt"],
+                needs,
             );
-        };
-        run("python3", &["-m", "venv", ".venv"]);
-        run(
-            ".venv/bin/pip",
-            &["install", "--quiet", "--no-input", "-r", "requirements.txt"],
-        );
-        assert!(
-            complete(),
-            "pip did not install {}",
-            bin.join("aider").display()
-        );
-    }
+        },
+        "aider",
+    );
     bin
 }
