@@ -109,6 +109,29 @@ runbook phases {
 }
 
 #[test]
+fn shell_quote_passes_an_output_to_sh_as_one_word() {
+    // An agent's output is not to be trusted: quotes, `;` and `$( )` must stay text.
+    let hostile = "it's done'; touch pwned; echo '$(touch pwned2) `touch pwned3`";
+    let t = Test::new()
+        .write("hostile.txt", format!("{hostile}\n"))
+        .runbook(
+            r#"
+runbook quoting {
+  phase one {
+    step a { sh "cat hostile.txt" }
+    step b after a { sh "printf '%s' {{ steps.a.output | shell_quote }} > quoted.txt" }
+  }
+}
+"#,
+        );
+    t.run().code(0);
+    assert_eq!(t.read("quoted.txt"), hostile);
+    for file in ["pwned", "pwned2", "pwned3"] {
+        assert!(!t.path().join(file).exists(), "{file} was created");
+    }
+}
+
+#[test]
 fn a_checkpoint_is_a_barrier() {
     let t = Test::new().runbook(
         r#"

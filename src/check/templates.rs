@@ -36,8 +36,7 @@ pub fn check(
     acyclic: bool,
     out: &mut Vec<Diagnostic>,
 ) -> References {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let env = crate::ir::jinja::environment();
     let mut checker = Checker {
         runbook,
         map,

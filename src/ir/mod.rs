@@ -4,6 +4,7 @@
 //! (cycles, races, permissions) is the checker's job.
 
 pub mod graph;
+pub mod jinja;
 pub mod limits;
 pub mod load;
 pub mod lower;

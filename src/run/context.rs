@@ -66,8 +66,7 @@ pub struct Renderer {
 
 impl Default for Renderer {
     fn default() -> Self {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let mut env = crate::ir::jinja::environment();
         // Prompts are text, not HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_keep_trailing_newline(true);
