@@ -3,6 +3,7 @@
 //! so the interpreter cannot run a runbook that has errors. It does no I/O.
 
 pub mod budget;
+pub mod filters;
 pub mod ordering;
 pub mod permissions;
 pub mod shell;

@@ -2,6 +2,7 @@
 //! must compile, and may only read names that exist when it renders: declared params,
 //! and `steps.X` of steps guaranteed to finish first.
 
+use super::filters;
 use crate::diagnostic::{closest, Diagnostic};
 use crate::ir::{NodeId, NodeKind, Runbook, Template};
 use crate::syntax::source::SourceMap;
@@ -138,6 +139,38 @@ impl Checker<'_> {
         variables.sort();
         for v in variables {
             self.variable(t, &v, scope);
+        }
+        self.filters(t);
+    }
+
+    /// E0303 for each filter or test the template names that does not exist.
+    fn filters(&mut self, t: &Template) {
+        let names = filters::names(&t.text, t.expression);
+        for n in filters::unknown(&self.env, &names) {
+            let (what, candidates) = match n.used {
+                filters::Use::Filter => ("filter", filters::FILTER_NAMES),
+                filters::Use::Test => ("test", filters::TEST_NAMES),
+            };
+            let help =
+                match closest(n.name, candidates) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        format!(
+                    "the {what}s are minijinja's ({}, …){}: see Templates in docs/language.md",
+                    candidates[..4].join(", "),
+                    if what == "filter" { " and shell_quote" } else { "" }
+                )
+                    }
+                };
+            self.out.push(
+                Diagnostic::error(
+                    "E0303",
+                    t.location_of(n.at..n.at + n.name.len()),
+                    format!("unknown {what} `{}`", n.name),
+                )
+                .with_label(format!("no such {what}"))
+                .with_help(help),
+            );
         }
     }
 
