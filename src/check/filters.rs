@@ -3,6 +3,7 @@
 //! step that renders it.
 
 use minijinja::{Environment, ErrorKind};
+use std::collections::HashMap;
 
 /// Filter names to suggest for a misspelt one: minijinja's common ones and ours.
 pub const FILTER_NAMES: &[&str] = &[
@@ -88,7 +89,7 @@ pub const TEST_NAMES: &[&str] = &[
 ];
 
 /// Whether a name follows `|` (a filter) or `is` (a test).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Use {
     /// `value | name`.
     Filter,
@@ -139,11 +140,20 @@ pub fn names(text: &str, expression: bool) -> Vec<Name<'_>> {
     found
 }
 
-/// Which of `names` the environment has no filter or test of.
-pub fn unknown<'n, 'a>(env: &Environment<'_>, names: &'n [Name<'a>]) -> Vec<&'n Name<'a>> {
+/// Which of `names` the environment has no filter or test of. `seen` remembers the
+/// answers across templates (a runbook uses a handful of names, many times).
+pub fn unknown<'n, 'a>(
+    env: &Environment<'_>,
+    names: &'n [Name<'a>],
+    seen: &mut HashMap<(Use, String), bool>,
+) -> Vec<&'n Name<'a>> {
     names
         .iter()
-        .filter(|n| !known(env, n.used, n.name))
+        .filter(|n| {
+            !*seen
+                .entry((n.used, n.name.to_string()))
+                .or_insert_with(|| known(env, n.used, n.name))
+        })
         .collect()
 }
 
@@ -323,7 +333,12 @@ mod tests {
         let env = crate::ir::jinja::environment();
         let text = "{{ x | uper | upper | replace | shell_quote }}{% if x is nmber or x is number %}{% endif %}";
         let found = names(text, false);
-        let missing: Vec<&str> = unknown(&env, &found).iter().map(|n| n.name).collect();
+        let mut seen = HashMap::new();
+        let missing: Vec<&str> = unknown(&env, &found, &mut seen)
+            .iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(seen.len(), 6);
         assert_eq!(missing, ["uper", "nmber"]);
     }
 }

@@ -42,6 +42,7 @@ pub fn check(
         runbook,
         map,
         env,
+        filter_names: Default::default(),
         acyclic,
         references: References::default(),
         out,
@@ -110,6 +111,8 @@ struct Checker<'a> {
     runbook: &'a Runbook,
     map: &'a SourceMap,
     env: minijinja::Environment<'static>,
+    /// Filter and test names already looked up, and whether they exist.
+    filter_names: std::collections::HashMap<(filters::Use, String), bool>,
     acyclic: bool,
     references: References,
     out: &'a mut Vec<Diagnostic>,
@@ -146,7 +149,7 @@ impl Checker<'_> {
     /// E0303 for each filter or test the template names that does not exist.
     fn filters(&mut self, t: &Template) {
         let names = filters::names(&t.text, t.expression);
-        for n in filters::unknown(&self.env, &names) {
+        for n in filters::unknown(&self.env, &names, &mut self.filter_names) {
             let (what, candidates) = match n.used {
                 filters::Use::Filter => ("filter", filters::FILTER_NAMES),
                 filters::Use::Test => ("test", filters::TEST_NAMES),
