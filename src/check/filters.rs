@@ -172,7 +172,7 @@ fn known(env: &Environment<'_>, used: Use, name: &str) -> bool {
 
 /// Where the code of a tag opened before `start` ends: the `close` delimiter outside
 /// string literals (or the end of the text).
-fn code_end(text: &str, start: usize, close: &str) -> usize {
+pub fn code_end(text: &str, start: usize, close: &str) -> usize {
     let bytes = text.as_bytes();
     let mut quote: Option<u8> = None;
     let mut i = start;

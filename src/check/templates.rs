@@ -91,20 +91,8 @@ pub fn check(
 /// lexer stack", minijinja 2.24) when anything follows it, so the checker reports it
 /// instead of compiling the expression (found by fuzz/fuzz_targets/check.rs).
 fn stray_close(expression: &str) -> Option<usize> {
-    let bytes = expression.as_bytes();
-    let mut quote = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        match (quote, bytes[i]) {
-            (Some(_), b'\\') => i += 1,
-            (Some(q), c) if c == q => quote = None,
-            (None, c @ (b'\'' | b'"')) => quote = Some(c),
-            (None, b'}') if bytes.get(i + 1) == Some(&b'}') => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
+    let at = filters::code_end(expression, 0, "}}");
+    (at < expression.len()).then_some(at)
 }
 
 struct Checker<'a> {
